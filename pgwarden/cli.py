@@ -1,0 +1,43 @@
+"""The `pgwarden` command: one entry point, one subcommand per product piece.
+
+Each piece registers its own click group or command here; this module is the only place
+that imports both `pgwarden.server` and `pgwarden.proxy`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from pgwarden import __version__
+
+# (module, attribute) of each subcommand, imported lazily so `pgwarden --help` stays fast
+# and a broken optional piece cannot take the others down.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "server": ("pgwarden.server.cli", "server"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module = importlib.import_module(target[0])
+        command: click.Command = getattr(module, target[1])
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pgwarden")
+def main() -> None:
+    """pgwarden: a security-hardened MCP proxy for PostgreSQL.
+
+    Put it between AI agents and a Postgres MCP server: every tool call is checked against
+    CEL policies, its SQL rewritten (masks, row filters, row caps, schema pinning), and every
+    decision audited.
+    """

@@ -1,0 +1,85 @@
+"""The embedded PostgreSQL (pgserver) used when no DSN is configured.
+
+One data directory per user (or per test session). pgserver runs initdb/pg_ctl itself and
+works as root (it switches to an OS user of its own); the server it starts keeps running
+after this process exits and is reused by the next start on the same directory.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import psycopg
+
+from pgwarden.server import demo_data
+
+DSN_ENV = "PGWARDEN_DSN"
+DATA_DIR_ENV = "PGWARDEN_DATA_DIR"
+DEMO_DATABASE = "pgwarden_demo"
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory of the embedded Postgres (override with PGWARDEN_DATA_DIR)."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_data_dir("pgwarden")) / "pg16"
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    data_dir: Path
+    admin_dsn: str
+
+    def dsn(self, database: str) -> str:
+        """A DSN for `database` on this instance (Unix socket, no password)."""
+        return psycopg.conninfo.make_conninfo(self.admin_dsn, dbname=database)
+
+
+def start(data_dir: Path | None = None, *, stop_at_exit: bool = False) -> EmbeddedPostgres:
+    """Start (or reuse) the embedded Postgres in `data_dir` and return how to reach it.
+
+    With `stop_at_exit` the server is stopped when this process exits (tests); otherwise it
+    keeps running for the next start on the same directory.
+    """
+    import pgserver  # imported lazily: it is only needed without a DSN
+
+    # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    path = data_dir or default_data_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(path), cleanup_mode="stop" if stop_at_exit else None)
+    return EmbeddedPostgres(data_dir=path, admin_dsn=server.get_uri())
+
+
+@dataclass(frozen=True)
+class DemoDatabase:
+    admin_dsn: str   # the owner: seeds, and lets tests check the database after an attack
+    reader_dsn: str  # a role with SELECT only: what the server is given by default
+
+
+def ensure_demo_database(pg: EmbeddedPostgres, *, size: str = "small", seed: int = 42,
+                         database: str = DEMO_DATABASE) -> DemoDatabase:
+    """Create and seed the demo database on first use; return how to reach it."""
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
+    dsn = pg.dsn(database)
+    demo_data.seed_if_empty(dsn, size=size, seed=seed)
+    reader = psycopg.conninfo.make_conninfo(dsn, user=demo_data.READER_ROLE)
+    return DemoDatabase(admin_dsn=dsn, reader_dsn=reader)
+
+
+def resolve_dsn(explicit: str | None = None, *, size: str = "small") -> str:
+    """The DSN to serve: --dsn, else PGWARDEN_DSN, else the embedded demo database."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get(DSN_ENV)
+    if from_env:
+        return from_env
+    return ensure_demo_database(start(), size=size).reader_dsn
