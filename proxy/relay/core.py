@@ -1,0 +1,343 @@
+"""The relay: every request a front client sends, routed through the gate to the upstream.
+
+It runs as the only middleware of the front `Server` (see `server.py`), so it sees each
+request as raw params before the SDK validates or serialises anything, and answers with raw
+dicts. The SDK keeps what it is good at: framing, the handshake (`initialize`,
+`server/discover`), cancellation and progress plumbing, Streamable HTTP sessions.
+
+Routing, written down once:
+
+- policed: `tools/call` (check → forward → finish), `tools/list`, `resources/list`,
+  `resources/templates/list`, `prompts/list` (filtered per principal), `resources/read`,
+  `resources/subscribe`, `prompts/get`, `completion/complete` (checked like a call);
+- passed through: `ping`, `resources/unsubscribe`, `logging/setLevel`;
+- everything else is METHOD_NOT_FOUND: a method the proxy does not know is not relayed.
+
+Upstream traffic towards clients (server-to-client requests, notifications) is routed to
+the one front connection it can belong to, or refused when that is ambiguous.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.connection import Connection
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
+from pydantic import BaseModel, ConfigDict
+
+from pgwarden.proxy.pipeline.gate import CallContext, Denied, Gate, Outcome, ToolCall, Verdict
+from pgwarden.proxy.relay.upstream import Upstream, UpstreamUnavailable
+from pgwarden.proxy.relay.wire import adapt_result, is_modern, rebuild_params, trace_meta
+
+logger = logging.getLogger(__name__)
+
+PrincipalResolver = Callable[[ServerRequestContext[Any, Any]], Any]
+"""Who is calling, from the request context (configured principal on stdio; the validated
+token's principal on HTTP). Raises `PermissionError` when there is none."""
+
+UPSTREAM_UNAVAILABLE = -32002  # implementation-defined server error range
+_SUBSCRIPTIONS = "pgwarden.subscriptions"
+_LIST_METHODS = {
+    "tools/list": "tools",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+    "prompts/list": "prompts",
+}
+_CHECKED_METHODS = frozenset({"resources/read", "resources/subscribe", "prompts/get", "completion/complete"})
+_PASSTHROUGH = frozenset({"ping", "resources/unsubscribe", "logging/setLevel"})
+_CHANGE_NOTIFICATIONS = frozenset(
+    {
+        "notifications/tools/list_changed",
+        "notifications/resources/list_changed",
+        "notifications/prompts/list_changed",
+    }
+)
+_FORWARDED_CLIENT_NOTIFICATIONS = frozenset({"notifications/roots/list_changed"})
+_SERVER_REQUESTS: dict[str, tuple[type[Any], types.ClientCapabilities]] = {
+    "sampling/createMessage": (
+        types.CreateMessageRequest,
+        types.ClientCapabilities(sampling=types.SamplingCapability()),
+    ),
+    "elicitation/create": (
+        types.ElicitRequest,
+        types.ClientCapabilities(elicitation=types.ElicitationCapability()),
+    ),
+    "roots/list": (types.ListRootsRequest, types.ClientCapabilities(roots=types.RootsCapability())),
+}
+
+
+class _AnyResult(BaseModel):
+    """A client's answer to a relayed server request, kept as the client sent it."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
+    # The SDK exposes the per-connection object to handlers only through the session; the
+    # relay needs it to push upstream notifications to the right client.
+    connection: Connection = ctx.session._connection
+    return connection
+
+
+class Relay:
+    """The front server's middleware. One per proxy process, shared by all front sessions."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        gate: Gate,
+        principal_for: PrincipalResolver,
+        *,
+        transport: str = "stdio",
+        forward_upstream_logs: bool = True,
+    ) -> None:
+        self.upstream = upstream
+        self.gate = gate
+        self.principal_for = principal_for
+        self.transport = transport
+        self.forward_upstream_logs = forward_upstream_logs
+        self._fronts: dict[int, Connection] = {}  # live handshake-era front connections
+        self._inflight: dict[int, list[ServerRequestContext[Any, Any]]] = {}  # per connection
+        self._routes: dict[str, Callable[[ServerRequestContext[Any, Any]], Awaitable[dict[str, Any]]]] = {
+            "tools/call": self._tools_call,
+            **{m: self._list for m in _LIST_METHODS},
+            **{m: self._checked for m in _CHECKED_METHODS},
+            **{m: self._passthrough for m in _PASSTHROUGH},
+        }
+
+    # -- the middleware ------------------------------------------------------------------------
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        method = ctx.method
+        if ctx.request_id is None:
+            await self._client_notification(ctx, call_next)
+            return None
+        if method in ("initialize", "server/discover"):
+            return await call_next(ctx)  # the SDK owns the handshake; capabilities come from us
+        legacy = not is_modern(ctx.protocol_version)
+        if legacy and ctx.session.client_params is None and method != "ping":
+            return await call_next(ctx)  # not initialised yet: the SDK answers with its error
+        route = self._routes.get(method)
+        if route is None:
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=method)
+        if legacy:
+            self._register(ctx)
+        return await route(ctx)
+
+    async def _client_notification(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> None:
+        await call_next(ctx)  # initialized / cancelled bookkeeping stays with the SDK
+        if ctx.method in _FORWARDED_CLIENT_NOTIFICATIONS and not self.upstream.modern:
+            await self.upstream.notify(ctx.method, rebuild_params(ctx.params, upstream_modern=False))
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _context(self, ctx: ServerRequestContext[Any, Any]) -> CallContext:
+        try:
+            principal = self.principal_for(ctx)
+        except PermissionError as exc:
+            raise MCPError(code=INVALID_REQUEST, message=str(exc) or "not authenticated") from None
+        session_id = None
+        if ctx.request is not None:
+            session_id = getattr(ctx.request, "headers", {}).get("mcp-session-id")
+        return CallContext(
+            principal=principal,
+            upstream=self.upstream.spec.name,
+            method=ctx.method,
+            request_id=ctx.request_id,
+            session_id=session_id,
+            protocol_version=ctx.protocol_version,
+            transport=self.transport,
+            meta=trace_meta(ctx.params),
+        )
+
+    async def _tools_call(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        params = ctx.params or {}
+        name, arguments = params.get("name"), params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            raise MCPError(
+                code=INVALID_PARAMS, message="tools/call needs a string name and an object of arguments"
+            )
+        call = ToolCall(self._context(ctx), name, arguments)
+        verdict = self.gate.check_tool_call(call)
+        outcome = Outcome()
+        try:
+            if not isinstance(verdict, Denied):
+                args = verdict.arguments if verdict.arguments is not None else arguments
+                outcome = await self._forward(ctx, "tools/call", name=name, arguments=dict(args))
+        except BaseException:
+            self.gate.finish_tool_call(call, verdict, Outcome(cancelled=True))
+            raise
+        return self._answer(ctx, self.gate.finish_tool_call(call, verdict, outcome), outcome)
+
+    async def _checked(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        context = self._context(ctx)
+        params = ctx.params or {}
+        verdict: Verdict = self.gate.check_request(context, params)
+        outcome = Outcome()
+        try:
+            if not isinstance(verdict, Denied):
+                outcome = await self._forward(ctx, ctx.method)
+        except BaseException:
+            self.gate.finish_request(context, verdict, Outcome(cancelled=True))
+            raise
+        result = self.gate.finish_request(context, verdict, outcome)
+        if isinstance(verdict, Denied) and result is None:
+            raise MCPError(code=INVALID_REQUEST, message=f"pgwarden denied this request: {verdict.message}")
+        answer = self._answer(ctx, result, outcome)
+        if ctx.method == "resources/subscribe" and outcome.result is not None:
+            uri = params.get("uri")
+            if isinstance(uri, str):
+                _connection_of(ctx).state.setdefault(_SUBSCRIPTIONS, set()).add(uri)
+        return answer
+
+    async def _list(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        context = self._context(ctx)
+        outcome = await self._forward(ctx, ctx.method)
+        result = outcome.result
+        if result is None:
+            return self._answer(ctx, None, outcome)
+        key = _LIST_METHODS[ctx.method]
+        items = result.get(key)
+        if not isinstance(items, list):
+            raise MCPError(
+                code=INTERNAL_ERROR, message=f"the upstream's {ctx.method} result has no {key} list"
+            )
+        filters = {
+            "tools": self.gate.visible_tools,
+            "resources": self.gate.visible_resources,
+            "resourceTemplates": self.gate.visible_resource_templates,
+            "prompts": self.gate.visible_prompts,
+        }
+        result[key] = filters[key](context, [i for i in items if isinstance(i, dict)])
+        if is_modern(ctx.protocol_version):
+            # Filtered for this caller, and policies reload: private, and not to be reused.
+            result["cacheScope"] = "private"
+            result["ttlMs"] = 0
+        return adapt_result(result, ctx.protocol_version)
+
+    async def _passthrough(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        if ctx.method == "resources/unsubscribe":
+            uri = (ctx.params or {}).get("uri")
+            _connection_of(ctx).state.get(_SUBSCRIPTIONS, set()).discard(uri)
+        outcome = await self._forward(ctx, ctx.method)
+        return self._answer(ctx, None, outcome)
+
+    # -- forwarding ----------------------------------------------------------------------------
+
+    async def _forward(self, ctx: ServerRequestContext[Any, Any], method: str, **overrides: Any) -> Outcome:
+        """Send the request upstream; an upstream error or failure becomes an `Outcome.error`."""
+        params = rebuild_params(ctx.params, upstream_modern=self.upstream.modern, **overrides)
+        meta = (ctx.params or {}).get("_meta")
+        wants_progress = isinstance(meta, Mapping) and meta.get("progressToken") is not None
+        on_progress = None
+        if wants_progress:
+            session = ctx.session
+
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                await session.report_progress(progress, total, message)
+
+        key = id(_connection_of(ctx))
+        inflight = self._inflight.setdefault(key, [])
+        inflight.append(ctx)
+        started = time.perf_counter()
+        try:
+            result = await self.upstream.request(method, params, on_progress=on_progress)
+            return Outcome(result=result, duration_s=time.perf_counter() - started)
+        except MCPError as exc:
+            error = exc.error.model_dump(mode="json", exclude_none=True)
+            return Outcome(error=error, duration_s=time.perf_counter() - started)
+        except UpstreamUnavailable as exc:
+            error = {"code": UPSTREAM_UNAVAILABLE, "message": str(exc)}
+            return Outcome(error=error, duration_s=time.perf_counter() - started)
+        except TimeoutError as exc:
+            error = {"code": REQUEST_TIMEOUT, "message": str(exc)}
+            return Outcome(error=error, duration_s=time.perf_counter() - started)
+        finally:
+            inflight.remove(ctx)
+            if not inflight:
+                self._inflight.pop(key, None)
+
+    def _answer(
+        self, ctx: ServerRequestContext[Any, Any], result: dict[str, Any] | None, outcome: Outcome
+    ) -> dict[str, Any]:
+        if result is None:
+            result = outcome.result
+        if result is None:
+            error = outcome.error or {"code": INTERNAL_ERROR, "message": "no result"}
+            raise MCPError(
+                code=int(error.get("code", INTERNAL_ERROR)),
+                message=str(error.get("message", "")),
+                data=error.get("data"),
+            )
+        return adapt_result(result, ctx.protocol_version)
+
+    # -- front connections (for upstream-initiated traffic) ------------------------------------
+
+    def _register(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        conn = _connection_of(ctx)
+        key = id(conn)
+        if key not in self._fronts:
+            self._fronts[key] = conn
+            conn.exit_stack.callback(self._fronts.pop, key, None)
+
+    async def on_server_request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """An upstream asks the client something (sampling, elicitation, roots): ask the one
+        client it can be for, on that client's request stream when a call is in flight."""
+        request_type, capability = _SERVER_REQUESTS.get(method, (None, None))
+        if request_type is None or capability is None:
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=method)
+        busy = [ctxs for ctxs in self._inflight.values() if ctxs]
+        if len(busy) == 1:
+            ctx = busy[0][-1]
+        elif not busy and len(self._fronts) == 1:
+            ctx = None
+        else:
+            raise MCPError(
+                code=INVALID_REQUEST, message="pgwarden cannot tell which client this request is for"
+            )
+        request = request_type.model_validate({"method": method, "params": params or None})
+        if ctx is not None:
+            if not ctx.session.check_client_capability(capability):
+                raise MCPError(code=INVALID_REQUEST, message=f"the client does not support {method}")
+            try:
+                answer = await ctx.session.send_request(
+                    request, _AnyResult, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
+                )
+            except NoBackChannelError:
+                raise MCPError(
+                    code=INVALID_REQUEST, message=f"the client's protocol cannot carry {method}"
+                ) from None
+            return answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+        conn = next(iter(self._fronts.values()))
+        if not conn.check_capability(capability):
+            raise MCPError(code=INVALID_REQUEST, message=f"the client does not support {method}")
+        data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return await conn.send_raw_request(method, data.get("params"))
+
+    async def on_notification(self, method: str, params: dict[str, Any]) -> None:
+        """An upstream notification: to the clients it concerns, or nowhere."""
+        fronts = list(self._fronts.values())
+        if method in _CHANGE_NOTIFICATIONS:
+            targets = fronts
+        elif method == "notifications/resources/updated":
+            uri = params.get("uri")
+            targets = [c for c in fronts if uri in c.state.get(_SUBSCRIPTIONS, ())]
+        elif method == "notifications/message":
+            # Log lines can carry data: only when there is exactly one client they can be for.
+            targets = fronts if self.forward_upstream_logs and len(fronts) == 1 else []
+        else:
+            targets = []
+        out = rebuild_params(params, upstream_modern=False)
+        for conn in targets:
+            with anyio.move_on_after(5):
+                await conn.notify(method, out)
