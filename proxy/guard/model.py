@@ -23,6 +23,7 @@ class Reason(StrEnum):
     LOCKING = "sql.locking_clause"
     SELECT_INTO = "sql.select_into"
     FUNCTION_NOT_ALLOWED = "sql.function_not_allowed"
+    TYPE_NOT_ALLOWED = "sql.type_not_allowed"       # cast/declared type outside the allow-list (reg*, …)
     RELATION_NOT_ALLOWED = "sql.relation_not_allowed"
     COLUMN_NOT_ALLOWED = "sql.column_not_allowed"
     UNKNOWN_COLUMNS = "sql.catalog_unknown"         # masked/filtered table with no column list
@@ -34,7 +35,7 @@ class Reason(StrEnum):
     TOOL_NOT_ALLOWED = "policy.tool_not_allowed"
 
 
-class GuardDenied(Exception):  # noqa: N818 - it is a decision, not an internal error
+class GuardDenied(Exception):  # named for the decision, not an internal error
     """A statement the guard refuses. `message` is short, human, and never holds SQL literals."""
 
     def __init__(self, code: Reason, message: str, *, detail: dict[str, Any] | None = None) -> None:

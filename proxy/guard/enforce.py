@@ -1,0 +1,251 @@
+"""`enforce`: apply a policy's `Obligations` to a parsed `Statement` and re-validate the result.
+
+Run order (each step a function over the copied tree, like an optimizer rule list):
+1. `check_relations`   — every physical relation must be in `allowed_relations`;
+2. `check_functions`   — every function (pglast names and sqlglot node types) must be allowed;
+3. `secure_views`      — each reference to a masked/filtered table becomes a derived table
+                          `(SELECT cols, <mask>(c) AS c … FROM schema.t WHERE <filters>) AS alias`;
+                          every other reference is pinned to its schema;
+4. `cap_rows`          — clamp or add the outermost LIMIT, or wrap the query when it is not literal;
+5. generate SQL and `revalidate` it with pglast: one plain SELECT, the same relations, every
+   relation schema-qualified, functions within the allow-list (plus the mask library's own), and
+   a literal root LIMIT within the cap. Any disagreement is `sql.parser_disagreement`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from pglast import parser as pgparser
+from sqlglot import exp
+
+from pgwarden.proxy.guard.catalog import Catalog
+from pgwarden.proxy.guard.functions import DEFAULT_ALLOWED_FUNCTIONS, MASK_FUNCTIONS, sqlglot_function_name
+from pgwarden.proxy.guard.masks import mask_expression
+from pgwarden.proxy.guard.model import GuardDenied, Mask, Obligations, Reason, Rewrite, RowFilter
+from pgwarden.proxy.guard.names import needs_quotes, split_relation
+from pgwarden.proxy.guard.parse import Statement
+from pgwarden.proxy.guard.pgcheck import inspect
+from pgwarden.proxy.guard.resolve import norm, physical_tables
+
+CAPPED_ALIAS = "_pgwarden_capped"
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.Identifier(this=name, quoted=needs_quotes(name))
+
+
+def _int(value: int) -> exp.Expression:
+    return exp.Literal.number(value)
+
+
+def allowed_functions(obligations: Obligations) -> frozenset[str]:
+    return DEFAULT_ALLOWED_FUNCTIONS | frozenset(f.lower() for f in obligations.extra_functions)
+
+
+def check_relations(stmt: Statement, obligations: Obligations) -> None:
+    for relation in stmt.analysis.relations:
+        if relation not in obligations.allowed_relations:
+            raise GuardDenied(Reason.RELATION_NOT_ALLOWED, f"relation not allowed: {relation}",
+                              detail={"relation": relation})
+
+
+def check_functions(stmt: Statement, allowed: frozenset[str]) -> None:
+    names = set(stmt.facts.functions)
+    for node in stmt.resolution.functions:
+        name = sqlglot_function_name(node, allowed)
+        if name is not None:
+            names.add(name)
+    for name in sorted(names):
+        if name not in allowed:
+            raise GuardDenied(Reason.FUNCTION_NOT_ALLOWED, f"function not allowed: {name}",
+                              detail={"function": name})
+
+
+def _filter_value(value: object) -> exp.Expression:
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return _int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return exp.Literal.number(repr(value))
+    if isinstance(value, str) and "\x00" not in value:
+        return exp.Literal.string(value)
+    raise GuardDenied(Reason.POLICY_ERROR, "row filter value has an unsupported type")
+
+
+def filter_condition(filters: tuple[RowFilter, ...], columns: tuple[str, ...]) -> exp.Expression | None:
+    """AND of the filters: `col = v`, `col IN (v, …)`, or FALSE for an empty list."""
+    parts: list[exp.Expression] = []
+    for row_filter in filters:
+        if row_filter.column not in columns:
+            raise GuardDenied(Reason.UNKNOWN_COLUMNS,
+                              f"row filter column is not in the catalog: {row_filter.column}")
+        column = exp.Column(this=_ident(row_filter.column))
+        values = [_filter_value(v) for v in row_filter.values]
+        if not values:
+            parts.append(exp.false())
+        elif len(values) == 1:
+            parts.append(exp.EQ(this=column, expression=values[0]))
+        else:
+            parts.append(exp.In(this=column, expressions=values))
+    if not parts:
+        return None
+    condition = parts[0]
+    for part in parts[1:]:
+        condition = exp.And(this=condition, expression=part)
+    return condition
+
+
+def secure_view(relation: str, table: exp.Table, masks: Mapping[str, Mask],
+                filters: tuple[RowFilter, ...], catalog: Catalog, allowed: frozenset[str]) -> exp.Subquery:
+    """The derived table that replaces one reference to a masked or filtered relation."""
+    columns = catalog.columns(relation)
+    if columns is None:
+        raise GuardDenied(Reason.UNKNOWN_COLUMNS,
+                          f"no column list for masked or filtered relation: {relation}",
+                          detail={"relation": relation})
+    unknown = sorted(set(masks) - set(columns))
+    if unknown:
+        raise GuardDenied(Reason.UNKNOWN_COLUMNS, f"masked column is not in the catalog: {unknown[0]}",
+                          detail={"relation": relation})
+    types = catalog.column_types(relation) or {}
+    projections: list[exp.Expression] = []
+    for name in columns:
+        column = exp.Column(this=_ident(name))
+        mask = masks.get(name)
+        if mask is None:
+            projections.append(column)
+        else:
+            projections.append(exp.Alias(this=mask_expression(mask, column, types.get(name), allowed),
+                                         alias=_ident(name)))
+    schema, name = split_relation(relation)
+    base = exp.Table(this=_ident(name), db=_ident(schema))
+    if table.args.get("only"):
+        base.set("only", True)
+    inner = exp.Select(expressions=projections).from_(base, copy=False)
+    condition = filter_condition(filters, columns)
+    if condition is not None:
+        inner = inner.where(condition, copy=False)
+    alias = table.args.get("alias")
+    if not isinstance(alias, exp.TableAlias):
+        alias = exp.TableAlias(this=_ident(norm(table.this)))
+    return exp.Subquery(this=inner, alias=alias.copy())
+
+
+def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations, catalog: Catalog,
+                 allowed: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Substitute secure views and pin the other relations; return masked and filtered columns."""
+    masked: set[str] = set()
+    filtered: set[str] = set()
+    for table, relation in physical_tables(tree, stmt.search_path, stmt.known):
+        masks = obligations.masks.get(relation) or {}
+        filters = obligations.row_filters.get(relation) or ()
+        if masks or filters:
+            table.replace(secure_view(relation, table, masks, filters, catalog, allowed))
+            masked.update(f"{relation}.{c}" for c in masks)
+            filtered.update(f"{relation}.{f.column}" for f in filters)
+        else:
+            schema, name = split_relation(relation)
+            table.set("this", _ident(name))
+            table.set("db", _ident(schema))
+    return sorted(masked), sorted(filtered)
+
+
+def _literal_int(node: exp.Expression | None) -> int | None:
+    if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
+        return int(node.this)
+    return None
+
+
+def cap_rows(tree: exp.Expression, cap: int) -> exp.Expression:
+    """The query with at most `cap` rows: clamp a literal LIMIT, add one, or wrap the query."""
+    if isinstance(tree, (exp.Select, exp.SetOperation)):
+        limit = tree.args.get("limit")
+        if limit is None:
+            tree.set("limit", exp.Limit(expression=_int(cap)))
+            return tree
+        if isinstance(limit, exp.Limit) and not limit.args.get("offset") and not limit.expressions:
+            value = _literal_int(limit.expression)
+            if value is not None:
+                limit.set("expression", _int(min(value, cap)))
+                return tree
+        if isinstance(limit, exp.Fetch):
+            options = limit.args.get("limit_options")
+            ties = isinstance(options, exp.LimitOptions) and (
+                options.args.get("with_ties") or options.args.get("percent"))
+            value = _literal_int(limit.args.get("count")) if limit.args.get("count") else 1
+            if value is not None and not ties:
+                tree.set("limit", exp.Limit(expression=_int(min(value, cap))))
+                return tree
+    wrapped = exp.Subquery(this=tree, alias=exp.TableAlias(this=exp.to_identifier(CAPPED_ALIAS)))
+    return exp.Select(expressions=[exp.Star()]).from_(wrapped, copy=False).limit(_int(cap), copy=False)
+
+
+def revalidate(sql: str, stmt: Statement, allowed: frozenset[str], cap: int | None) -> None:
+    """Re-parse the SQL we are about to send with Postgres's grammar; any surprise is a deny."""
+    try:
+        facts = inspect(sql, stmt.search_path, stmt.known)
+    except GuardDenied as denied:
+        raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the rewritten statement failed re-validation",
+                          detail={"check": str(denied.code)}) from denied
+    problem = None
+    if facts.unpinned:
+        problem = "unpinned relation"
+    elif facts.relations != set(stmt.analysis.relations):
+        problem = "relations differ"
+    elif cap is not None and not (facts.root_limit_plain and facts.root_limit is not None
+                                  and facts.root_limit <= cap):
+        problem = "row cap not enforced"
+    else:
+        outside = sorted(facts.functions - allowed - MASK_FUNCTIONS)
+        if outside:
+            problem = f"function outside the allow-list: {outside[0]}"
+    if problem:
+        raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the rewritten statement failed re-validation",
+                          detail={"check": problem})
+
+
+def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None = None) -> Rewrite:
+    """Apply `obligations` to `stmt` and return the SQL to send on, or raise `GuardDenied`."""
+    allowed = allowed_functions(obligations)
+    check_relations(stmt, obligations)
+    check_functions(stmt, allowed)
+    if obligations.row_cap is not None and obligations.row_cap < 0:
+        raise GuardDenied(Reason.POLICY_ERROR, "row cap must not be negative")
+    catalog = catalog if catalog is not None else Catalog()
+    tree = stmt.tree.copy()
+    try:
+        masked, filtered = secure_views(tree, stmt, obligations, catalog, allowed)
+        if obligations.row_cap is not None:
+            tree = cap_rows(tree, obligations.row_cap)
+        sql = tree.sql(dialect="postgres")
+    except RecursionError as error:
+        raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
+    revalidate(sql, stmt, allowed, obligations.row_cap)
+    return Rewrite(
+        sql=sql,
+        redacted_sql=redact_literals(sql),
+        fingerprint=fingerprint(sql),
+        masked_columns=tuple(masked),
+        row_filters_applied=tuple(filtered),
+        row_cap=obligations.row_cap,
+        relations=stmt.analysis.relations,
+    )
+
+
+def redact_literals(sql: str) -> str:
+    """`sql` with every constant replaced by `$n` (Postgres's own normalisation), for audit logs."""
+    try:
+        return str(pgparser.normalize(sql))
+    except pgparser.ParseError:
+        return "<unparseable>"
+
+
+def fingerprint(sql: str) -> str:
+    """A stable hash of the statement's shape, constants ignored (libpg_query fingerprint)."""
+    try:
+        return str(pgparser.fingerprint(sql))
+    except pgparser.ParseError:
+        return ""
