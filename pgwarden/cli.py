@@ -15,6 +15,7 @@ from pgwarden import __version__
 # (module, attribute) of each subcommand, imported lazily so `pgwarden --help` stays fast
 # and a broken optional piece cannot take the others down.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("pgwarden.proxy.audit.cli", "audit"),
     "auth": ("pgwarden.proxy.auth.cli", "auth"),
     "server": ("pgwarden.server.cli", "server"),
 }

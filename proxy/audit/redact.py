@@ -1,0 +1,116 @@
+"""Redact SQL for audit records and spans: every literal becomes a placeholder.
+
+The agent writes the SQL, so its literals can hold anything: e-mail addresses, names, tokens.
+Audit records and spans keep the *shape* of a statement, never its values:
+
+>>> redact_sql("SELECT name FROM customers WHERE email = 'ada@example.com' LIMIT 5").text
+'SELECT name FROM customers WHERE email = ? LIMIT ?'
+
+Text that sqlglot cannot parse (or cannot regenerate without a literal) is not stored at all,
+only its length and SHA-256, so a reviewer can still match it against a known statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+PLACEHOLDER = "?"
+
+# Every node class that carries a constant written by the author of the statement.
+_CONSTANT_NODES: tuple[type[exp.Expression], ...] = (
+    exp.Literal,
+    exp.RawString,  # $$dollar quoted$$
+    exp.ByteString,  # E'escape string'
+    exp.UnicodeString,
+    exp.HexString,
+    exp.BitString,
+    exp.National,
+    exp.Heredoc,
+)
+_JSON_PATH_VALUES: tuple[type[exp.Expression], ...] = (exp.JSONPathKey, exp.JSONPathSubscript)
+
+
+
+class _DropCommandFallbackWarning(logging.Filter):
+    """sqlglot's "falling back to Command" warning quotes the raw statement, literals included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unsupported syntax" not in str(record.msg)
+
+
+_SQLGLOT_LOGGER = logging.getLogger("sqlglot")
+if not any(isinstance(f, _DropCommandFallbackWarning) for f in _SQLGLOT_LOGGER.filters):
+    _SQLGLOT_LOGGER.addFilter(_DropCommandFallbackWarning())
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedSQL:
+    """A statement as it may be stored: `text` with literals replaced, or only `length` and `sha256`.
+
+    `text` is None when the statement could not be redacted safely; `sha256` is set only then
+    (a hash of a parseable statement's raw text would let anyone confirm a guessed literal).
+    `fingerprint` identifies the statement's shape (same text modulo literals → same value).
+    """
+
+    text: str | None
+    length: int
+    sha256: str | None = None
+
+    @property
+    def fingerprint(self) -> str | None:
+        if self.text is None:
+            return None
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, "length": self.length}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        return out
+
+
+def _replace_constant(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, _CONSTANT_NODES) and not isinstance(node.parent, exp.Parameter):
+        return exp.Var(this=PLACEHOLDER)
+    if isinstance(node, _JSON_PATH_VALUES):
+        return type(node)(this=PLACEHOLDER)
+    return node
+
+
+def _still_holds_constant(tree: exp.Expression) -> bool:
+    for node in tree.walk():
+        if isinstance(node, _CONSTANT_NODES) and not isinstance(node.parent, exp.Parameter):
+            return True
+    return False
+
+
+def _unredactable(sql: str) -> RedactedSQL:
+    return RedactedSQL(text=None, length=len(sql), sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest())
+
+
+def redact_sql(sql: str) -> RedactedSQL:
+    """Parse `sql` (Postgres dialect), replace every constant with `?`, drop comments, regenerate.
+
+    Never raises: anything that goes wrong yields the length-and-hash form.
+    """
+    try:
+        trees = sqlglot.parse(sql, read="postgres")
+        parts: list[str] = []
+        for tree in trees:
+            if tree is None:
+                continue
+            redacted = tree.transform(_replace_constant, copy=True)
+            if _still_holds_constant(redacted):
+                return _unredactable(sql)
+            parts.append(redacted.sql(dialect="postgres", comments=False))
+    except Exception:  # any parser or generator failure: store nothing of the text
+        return _unredactable(sql)
+    if not parts:
+        return _unredactable(sql)
+    return RedactedSQL(text="; ".join(parts), length=len(sql))

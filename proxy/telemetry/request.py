@@ -1,0 +1,289 @@
+"""One MCP request as seen by the proxy: its span, its child spans, its decision.
+
+`Telemetry.request_span(...)` opens a `RequestSpan`; the proxy runs the pipeline stages in
+`req.child(...)`, reports the outcome with `req.record_decision(...)`, writes the audit record
+with `req.audit(...)` and leaves the block, which ends the span and records the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
+from pgwarden.proxy.audit.record import AuditEntry
+from pgwarden.proxy.audit.redact import RedactedSQL, redact_sql
+from pgwarden.proxy.telemetry import attributes as A
+from pgwarden.proxy.telemetry.propagation import inject_meta
+
+if TYPE_CHECKING:
+    from pgwarden.proxy.telemetry.telemetry import Telemetry
+
+
+@dataclass(slots=True)
+class _Outcome:
+    principal: str | None = None
+    decision: str | None = None
+    rules: tuple[str, ...] = ()
+    reason_code: str | None = None
+    reason: str | None = None
+    relations: tuple[str, ...] = ()
+    masked_columns: tuple[str, ...] = ()
+    row_filters: tuple[str, ...] = ()
+    row_cap: int | None = None
+    policy_revision: str | None = None
+    fingerprint: str | None = None
+    sql: RedactedSQL | None = None
+    sql_sent: RedactedSQL | None = None
+    rows: int | None = None
+    truncated: bool | None = None
+    is_error: bool = False
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _tuple(values: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(str(v) for v in values) if values else ()
+
+
+class RequestSpan:
+    """Handle on the span of one MCP request. Not shared between requests; not thread-safe."""
+
+    def __init__(self, telemetry: Telemetry, span: Span, method: str, tool: str | None,
+                 request_id: str | None, session_id: str | None) -> None:
+        self._telemetry = telemetry
+        self.span = span
+        self.method = method
+        self.tool = tool
+        self.request_id = request_id
+        self.session_id = session_id
+        self.started = time.perf_counter()
+        self.outcome = _Outcome()
+        self.audit_record: dict[str, Any] | None = None
+        self.error_type: str | None = None
+        ctx = span.get_span_context()
+        self.trace_id = trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
+        self.span_id = trace.format_span_id(ctx.span_id) if ctx.is_valid else None
+
+    # -- structure ---------------------------------------------------------------------------
+
+    @contextmanager
+    def child(self, name: str, **attributes: str | int | bool) -> Iterator[Span]:
+        """A child span for one pipeline stage (`pgwarden.analyse`, `.decide`, `.rewrite`, `.upstream`).
+
+        An exception leaving the stage marks the child with `error.type` (its class name only:
+        exception messages may quote SQL) and propagates.
+        """
+        start = time.perf_counter()
+        kind = SpanKind.CLIENT if name == A.SPAN_UPSTREAM else SpanKind.INTERNAL
+        with self._telemetry.tracer.start_as_current_span(
+            name, kind=kind, attributes=attributes or None, record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield span
+            except BaseException as exc:
+                span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
+                span.set_status(StatusCode.ERROR)
+                raise
+            finally:
+                elapsed = time.perf_counter() - start
+                stages = self.outcome.stage_seconds
+                stages[name] = stages.get(name, 0.0) + elapsed
+                if name == A.SPAN_UPSTREAM:
+                    self._telemetry.metrics.upstream_duration(elapsed, self.method, self.tool)
+
+    def inject_meta(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Add W3C `traceparent`/`tracestate` of the current span (the upstream child when called
+        inside it) to `meta` (the upstream request's `_meta`) and return it."""
+        return inject_meta(meta)
+
+    # -- what happened ------------------------------------------------------------------------
+
+    def record_sensitive(self, *, sql: str | None = None, arguments: Mapping[str, Any] | None = None) -> None:
+        """Put the SQL as received and the tool arguments on the span — only if the operator opted in."""
+        if not self._telemetry.config.capture_sensitive:
+            return
+        if sql is not None:
+            self.span.set_attribute(A.SQL_TEXT, sql)
+        if arguments is not None:
+            self.span.set_attribute(A.GEN_AI_TOOL_CALL_ARGUMENTS, json.dumps(arguments, default=str))
+
+    def record_decision(
+        self,
+        *,
+        decision: str | None = None,
+        principal_id: str | None = None,
+        rules: Sequence[str] | None = None,
+        reason_code: str | None = None,
+        reason: str | None = None,
+        relations: Sequence[str] | None = None,
+        masked_columns: Sequence[str] | None = None,
+        row_cap: int | None = None,
+        row_filters: Sequence[str] | None = None,
+        policy_revision: str | None = None,
+        sql: str | None = None,
+        sent_sql: str | None = None,
+        fingerprint: str | None = None,
+        rows_returned: int | None = None,
+        truncated: bool | None = None,
+        is_error: bool | None = None,
+    ) -> None:
+        """Record what was decided and what came of it; call once or several times (values merge).
+
+        `sql` is the statement as received and `sent_sql` the rewritten statement sent upstream,
+        both raw: they are redacted here (literals → `?`) before they reach a span or the audit
+        log. `is_error` is the `isError` of the result the client gets (a deny is an error).
+        """
+        o = self.outcome
+        attrs: dict[str, Any] = {}
+        if decision is not None:
+            o.decision = decision
+            attrs[A.DECISION] = decision
+        if principal_id is not None:
+            o.principal = principal_id
+            attrs[A.PRINCIPAL_ID] = principal_id
+        if rules is not None:
+            o.rules = _tuple(rules)
+            attrs[A.RULE_IDS] = list(o.rules)
+        if reason_code is not None:
+            o.reason_code = str(reason_code)
+            attrs[A.REASON_CODE] = o.reason_code
+        if reason is not None:
+            o.reason = reason
+        if relations is not None:
+            o.relations = _tuple(relations)
+            attrs[A.RELATIONS] = list(o.relations)
+        if masked_columns is not None:
+            o.masked_columns = _tuple(masked_columns)
+            attrs[A.MASKED_COLUMNS] = list(o.masked_columns)
+        if row_cap is not None:
+            o.row_cap = row_cap
+            attrs[A.ROW_CAP] = row_cap
+        if row_filters is not None:
+            o.row_filters = _tuple(row_filters)
+            attrs[A.ROW_FILTERS] = list(o.row_filters)
+        if policy_revision is not None:
+            o.policy_revision = policy_revision
+            attrs[A.POLICY_REVISION] = policy_revision
+        if sql is not None:
+            o.sql = redact_sql(sql)
+            attrs[A.SQL_ORIGINAL_LENGTH] = o.sql.length
+            if o.sql.text is not None:
+                attrs[A.SQL_ORIGINAL_REDACTED] = o.sql.text
+            if fingerprint is None and o.fingerprint is None and o.sql.fingerprint is not None:
+                o.fingerprint = o.sql.fingerprint
+                attrs[A.SQL_FINGERPRINT] = o.fingerprint
+        if sent_sql is not None:
+            o.sql_sent = redact_sql(sent_sql)
+            if o.sql_sent.text is not None:
+                attrs[A.SQL_REDACTED] = o.sql_sent.text
+        if fingerprint is not None:
+            o.fingerprint = fingerprint
+            attrs[A.SQL_FINGERPRINT] = fingerprint
+        if rows_returned is not None:
+            o.rows = rows_returned
+            attrs[A.ROWS_RETURNED] = rows_returned
+        if truncated is not None:
+            o.truncated = truncated
+            attrs[A.TRUNCATED] = truncated
+        if is_error is not None:
+            o.is_error = is_error
+            if is_error:
+                self.set_error(A.TOOL_ERROR if self.method == "tools/call" else "error")
+        self.span.set_attributes(attrs)
+
+    def set_error(self, error_type: str) -> None:
+        """Mark the request failed with `error.type` (`tool_error`, a JSON-RPC code, a class name)."""
+        self.error_type = error_type
+        self.span.set_attribute(A.ERROR_TYPE, error_type)
+        self.span.set_status(StatusCode.ERROR)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def audit_entry(self) -> AuditEntry:
+        """The audit entry of this request as recorded so far."""
+        o = self.outcome
+        return AuditEntry(
+            method=self.method,
+            tool=self.tool,
+            request_id=self.request_id,
+            session_id=self.session_id,
+            decision=o.decision or "unknown",
+            principal=o.principal,
+            rules=o.rules,
+            reason_code=o.reason_code,
+            reason=o.reason,
+            fingerprint=o.fingerprint,
+            sql=o.sql,
+            sql_sent=o.sql_sent,
+            relations=o.relations,
+            masked_columns=o.masked_columns,
+            row_filters=o.row_filters,
+            row_cap=o.row_cap,
+            rows=o.rows,
+            truncated=o.truncated,
+            is_error=o.is_error,
+            duration_us=int((time.perf_counter() - self.started) * 1_000_000),
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            policy_revision=o.policy_revision,
+        )
+
+    def _before_audit(self) -> AuditEntry:
+        if self.audit_record is not None:
+            raise RuntimeError("this request already has its audit record")
+        return self.audit_entry()
+
+    def _after_audit(self, record: dict[str, Any] | None) -> dict[str, Any] | None:
+        if record is not None:
+            self.audit_record = record
+            self.span.set_attribute(A.AUDIT_SEQ, int(record["seq"]))
+            self._telemetry.emit_audit_record(record, self.span)
+        return record
+
+    def _audit_failed(self) -> None:
+        self._telemetry.metrics.audit_failure()
+        self.record_decision(decision="deny", reason_code=A.AUDIT_WRITE_FAILED, is_error=True)
+
+    def audit(self, log: AuditLog) -> dict[str, Any] | None:
+        """Append this request's record to `log` (once), then emit it as an OpenTelemetry log record.
+
+        Raises `AuditWriteError` (strict log): the span is then marked deny/`audit.write_failed`
+        and the caller must answer the client with a deny.
+        """
+        entry = self._before_audit()
+        try:
+            record = log.append(entry)
+        except AuditWriteError:
+            self._audit_failed()
+            raise
+        return self._after_audit(record)
+
+    async def audit_async(self, log: AuditLog) -> dict[str, Any] | None:
+        """`audit` with the file write on a worker thread."""
+        entry = self._before_audit()
+        try:
+            record = await log.append_async(entry)
+        except AuditWriteError:
+            self._audit_failed()
+            raise
+        return self._after_audit(record)
+
+    # -- end ----------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        o = self.outcome
+        guard = sum(s for name, s in o.stage_seconds.items() if name in A.GUARD_STAGES)
+        m = self._telemetry.metrics
+        if o.decision is not None:
+            m.decision(o.decision, o.reason_code, self.method, self.tool)
+            if guard:
+                m.guard_duration(guard, o.decision)
+        m.operation_duration(time.perf_counter() - self.started, self.method, self.tool, self.error_type)

@@ -1,0 +1,151 @@
+"""`Telemetry`: the proxy's single entry point to spans, metrics and audit log records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Span, SpanKind
+
+from pgwarden import __version__
+from pgwarden.proxy.telemetry import attributes as A
+from pgwarden.proxy.telemetry.config import TelemetryConfig
+from pgwarden.proxy.telemetry.metrics import Metrics
+from pgwarden.proxy.telemetry.propagation import extract_context
+from pgwarden.proxy.telemetry.providers import Providers, build_providers
+from pgwarden.proxy.telemetry.request import RequestSpan
+
+log = logging.getLogger(__name__)
+SCOPE = "pgwarden.proxy"
+
+
+def _without_nulls(value: Mapping[str, Any]) -> dict[str, Any]:
+    """OTLP `AnyValue` maps cannot hold null: drop None values, recursively."""
+    return {k: _without_nulls(v) if isinstance(v, Mapping) else v for k, v in value.items() if v is not None}
+
+
+class Telemetry:
+    """Tracer, meter and logger of the proxy, built once at start-up from a `TelemetryConfig`."""
+
+    def __init__(self, config: TelemetryConfig, providers: Providers) -> None:
+        self.config = config
+        self.providers = providers
+        self.tracer = providers.tracer_provider.get_tracer(SCOPE, __version__)
+        self.metrics = Metrics(providers.meter_provider.get_meter(SCOPE, __version__))
+        self.logger = providers.logger_provider.get_logger(SCOPE, __version__)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TelemetryConfig | None = None,
+        *,
+        span_exporters: Sequence[SpanExporter] = (),
+        log_exporters: Sequence[LogRecordExporter] = (),
+        metric_readers: Sequence[MetricReader] = (),
+        synchronous: bool = False,
+    ) -> Telemetry:
+        """Build providers per `config` and the `OTEL_*` environment (extra exporters: for tests)."""
+        config = config or TelemetryConfig()
+        providers = build_providers(config, span_exporters=span_exporters, log_exporters=log_exporters,
+                                    metric_readers=metric_readers, synchronous=synchronous)
+        if config.set_global or config.sdk_spans:
+            trace.set_tracer_provider(providers.tracer_provider)
+            metrics.set_meter_provider(providers.meter_provider)
+            _logs.set_logger_provider(providers.logger_provider)
+        return cls(config, providers)
+
+    @contextmanager
+    def request_span(
+        self,
+        *,
+        method: str,
+        tool: str | None = None,
+        prompt: str | None = None,
+        resource_uri: str | None = None,
+        request_id: str | int | None = None,
+        protocol_version: str | None = None,
+        session_id: str | None = None,
+        parent_meta: Mapping[str, Any] | None = None,
+        http_headers: Mapping[str, str] | None = None,
+        transport: str | None = None,
+    ) -> Iterator[RequestSpan]:
+        """The one SERVER span of an MCP request, named `{mcp.method.name} {target}`.
+
+        Continues the client's W3C trace context from `parent_meta` (the request's `_meta`),
+        else from `http_headers`, else the ambient context. An exception leaving the block sets
+        `error.type` to its class name (never its message) and propagates.
+        """
+        target = tool if tool is not None else prompt
+        name = f"{method} {target}" if target else method
+        attrs: dict[str, Any] = {A.MCP_METHOD_NAME: method}
+        if request_id is not None:
+            attrs[A.JSONRPC_REQUEST_ID] = str(request_id)
+        if protocol_version is not None:
+            attrs[A.MCP_PROTOCOL_VERSION] = protocol_version
+        if session_id is not None:
+            attrs[A.MCP_SESSION_ID] = session_id
+        if method == "tools/call":
+            attrs[A.GEN_AI_OPERATION_NAME] = A.EXECUTE_TOOL
+        if tool is not None:
+            attrs[A.GEN_AI_TOOL_NAME] = tool
+        if prompt is not None:
+            attrs[A.GEN_AI_PROMPT_NAME] = prompt
+        if resource_uri is not None:
+            attrs[A.MCP_RESOURCE_URI] = resource_uri
+        if transport is not None:
+            attrs[A.NETWORK_TRANSPORT] = transport
+        if self.config.instance_id is not None:
+            attrs[A.INSTANCE_ID] = self.config.instance_id
+        parent = extract_context(parent_meta, http_headers)
+        with self.tracer.start_as_current_span(
+            name, context=parent, kind=SpanKind.SERVER, attributes=attrs,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            req = RequestSpan(self, span, method, target, None if request_id is None else str(request_id),
+                              session_id)
+            try:
+                yield req
+            except BaseException as exc:
+                if req.error_type is None:
+                    req.set_error(type(exc).__qualname__)
+                raise
+            finally:
+                if req.outcome.decision is not None and req.audit_record is None:
+                    log.warning("%s finished with a decision but no audit record", name)
+                req._finish()
+
+    def emit_audit_record(self, record: Mapping[str, Any], span: Span | None = None) -> None:
+        """Emit an audit record as an OpenTelemetry log record (event `pgwarden.audit`)."""
+        context = trace.set_span_in_context(span) if span is not None else None
+        body = _without_nulls(record)
+        deny = record.get("decision") != "allow"
+        self.logger.emit(
+            event_name=A.AUDIT_EVENT,
+            body=body,
+            context=context,
+            severity_number=SeverityNumber.WARN if deny else SeverityNumber.INFO,
+            severity_text="WARN" if deny else "INFO",
+            attributes={
+                A.INSTANCE_ID: str(record.get("instance_id")),
+                A.AUDIT_SEQ: int(record.get("seq", 0)),
+                A.DECISION: str(record.get("decision")),
+            },
+        )
+
+    def audit_sink(self, record: dict[str, Any]) -> None:
+        """An `AuditLog` sink that emits each record as a log record (for writers without a span)."""
+        self.emit_audit_record(record, trace.get_current_span())
+
+    def force_flush(self) -> None:
+        self.providers.force_flush()
+
+    def shutdown(self) -> None:
+        self.providers.shutdown()
+
