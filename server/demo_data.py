@@ -190,7 +190,7 @@ def _dimension_rows(size: Size, rng: random.Random) -> dict[str, list[tuple[obje
          plans[i % 3], EPOCH - timedelta(days=400 - i * 7))
         for i in range(1, size.tenants + 1)
     ]
-    customers = []
+    customers: list[tuple[object, ...]] = []
     for i in range(1, size.customers + 1):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         tenant = rng.randint(1, size.tenants)
@@ -201,23 +201,24 @@ def _dimension_rows(size: Size, rng: random.Random) -> dict[str, list[tuple[obje
         customers.append((i, tenant, f"{first} {last}", _email(first, last, i, domain), phone,
                           national_id, rng.choice(COUNTRIES), created))
     rows["customers"] = customers
-    products = []
+    products: list[tuple[object, ...]] = []
     for i in range(1, size.products + 1):
         name = f"{rng.choice(ADJECTIVES)} {rng.choice(PRODUCT_WORDS)}"
         price = f"{rng.randint(199, 49_999) / 100:.2f}"
-        attrs = f'{{"color": "{rng.choice(["red", "blue", "green", "black"])}", "weight_g": {rng.randint(50, 5000)}}}'
+        color = rng.choice(["red", "blue", "green", "black"])
+        attrs = f'{{"color": "{color}", "weight_g": {rng.randint(50, 5000)}}}'
         products.append((i, f"SKU-{i:05d}", name, rng.choice(CATEGORIES), price, attrs))
     rows["products"] = products
-    tickets = []
+    tickets: list[tuple[object, ...]] = []
     for i in range(1, size.tickets + 1):
         cust = rng.randint(1, size.customers)
-        tenant = customers[cust - 1][1]
+        ticket_tenant = customers[cust - 1][1]
         subject = rng.choice(TICKET_SUBJECTS)
         body = (f"Hello, this is {customers[cust - 1][2]}. {subject}. My card ending "
                 f"{rng.randint(1000, 9999)} was charged twice. Call me at {customers[cust - 1][4]}.")
         opened = EPOCH + timedelta(minutes=rng.randint(0, 600_000))
         closed = opened + timedelta(hours=rng.randint(1, 200)) if rng.random() < 0.7 else None
-        tickets.append((i, tenant, cust, subject, body, "closed" if closed else "open",
+        tickets.append((i, ticket_tenant, cust, subject, body, "closed" if closed else "open",
                         rng.choice(["low", "normal", "high", "urgent"]), opened, closed))
     rows["support_tickets"] = tickets
     rows["secrets"] = [
@@ -225,7 +226,8 @@ def _dimension_rows(size: Size, rng: random.Random) -> dict[str, list[tuple[obje
          f"sk_live_{rng.getrandbits(128):032x}", EPOCH + timedelta(days=i))
         for i in range(1, size.tenants * 3 + 1)
     ]
-    employees, salaries = [], []
+    employees: list[tuple[object, ...]] = []
+    salaries: list[tuple[object, ...]] = []
     for i in range(1, size.employees + 1):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         hired = (EPOCH - timedelta(days=rng.randint(30, 3000))).date()
@@ -271,7 +273,8 @@ def _fact_sql(size: Size, seed: int) -> list[str]:
         WHERE s.order_id = o.id
         """,
         f"""
-        INSERT INTO public.payments (id, order_id, tenant_id, card_brand, card_number, amount, paid_at, status)
+        INSERT INTO public.payments
+               (id, order_id, tenant_id, card_brand, card_number, amount, paid_at, status)
         SELECT o.id, o.id, o.tenant_id,
                (ARRAY['visa','mastercard','amex'])[1 + {rnd('b', 'o.id', 3)}],
                '4' || lpad(({rnd('pan', 'o.id', 1_000_000_000_000_000)})::text, 15, '0'),

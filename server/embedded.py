@@ -46,13 +46,13 @@ def start(data_dir: Path | None = None, *, stop_at_exit: bool = False) -> Embedd
     With `stop_at_exit` the server is stopped when this process exits (tests); otherwise it
     keeps running for the next start on the same directory.
     """
-    import pgserver  # imported lazily: it is only needed without a DSN
+    from pgserver.postgres_server import get_server  # lazily: only needed without a DSN
 
     # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     path = data_dir or default_data_dir()
     path.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(path), cleanup_mode="stop" if stop_at_exit else None)
+    server = get_server(str(path), cleanup_mode="stop" if stop_at_exit else None)
     return EmbeddedPostgres(data_dir=path, admin_dsn=server.get_uri())
 
 
@@ -75,11 +75,29 @@ def ensure_demo_database(pg: EmbeddedPostgres, *, size: str = "small", seed: int
     return DemoDatabase(admin_dsn=dsn, reader_dsn=reader)
 
 
-def resolve_dsn(explicit: str | None = None, *, size: str = "small") -> str:
-    """The DSN to serve: --dsn, else PGWARDEN_DSN, else the embedded demo database."""
+def demo_database_name(size: str = "small") -> str:
+    """`pgwarden_demo` for the default size, `pgwarden_demo_<size>` for the others.
+
+    One database per size, so a large benchmark database and the small default coexist.
+    """
+    if size not in demo_data.SIZES:
+        raise ValueError(f"unknown demo size {size!r}; choose one of {', '.join(demo_data.SIZES)}")
+    return DEMO_DATABASE if size == "small" else f"{DEMO_DATABASE}_{size}"
+
+
+def ensure_demo(size: str = "small", data_dir: Path | None = None) -> DemoDatabase:
+    """Start the embedded Postgres (per-user data directory) and seed the demo of `size`."""
+    return ensure_demo_database(start(data_dir), size=size, database=demo_database_name(size))
+
+
+def resolve_dsn(explicit: str | None = None, *, size: str = "small", data_dir: Path | None = None) -> str:
+    """The DSN to serve: --dsn, else PGWARDEN_DSN, else the embedded demo database.
+
+    The embedded demo is served through its SELECT-only role (`pgwarden_reader`).
+    """
     if explicit:
         return explicit
     from_env = os.environ.get(DSN_ENV)
     if from_env:
         return from_env
-    return ensure_demo_database(start(), size=size).reader_dsn
+    return ensure_demo(size, data_dir).reader_dsn
