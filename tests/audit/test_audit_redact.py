@@ -1,0 +1,59 @@
+"""Redaction of SQL for audit records and spans: no constant survives, unparseable text is not stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgwarden.proxy.audit import redact_sql
+
+# (sql, secret that must not survive)
+CASES = [
+    ("SELECT * FROM customers WHERE email = 'ada@example.com'", "ada@example.com"),
+    ("SELECT * FROM customers WHERE id = 982451653", "982451653"),
+    ("SELECT * FROM t WHERE x = E'esc\\'aped-secret'", "aped-secret"),
+    ("SELECT * FROM t WHERE x = $$dollar-secret$$", "dollar-secret"),
+    ("SELECT * FROM t WHERE x = $tag$tagged-secret$tag$", "tagged-secret"),
+    ("SELECT * FROM t WHERE x = U&'unicode-secret'", "unicode-secret"),
+    ("SELECT * FROM t WHERE x = X'DEADBEEF'", "DEADBEEF"),
+    ("SELECT * FROM t WHERE x = B'1011001'", "1011001"),
+    ("SELECT * FROM t WHERE created > DATE '1815-12-10'", "1815"),
+    ("SELECT * FROM t WHERE d > now() - INTERVAL '31337 days'", "31337"),
+    ("SELECT '{\"ssn\":\"078-05-1120\"}'::jsonb @> data FROM t", "078-05-1120"),
+    ("SELECT data->>'private-key-name' FROM t", "private-key-name"),
+    ("SELECT data #>> '{a,deep-secret}' FROM t", "deep-secret"),
+    ("SELECT * FROM t WHERE x IN ('one-secret', 'two-secret')", "one-secret"),
+    ("SELECT ARRAY['arr-secret'] FROM t", "arr-secret"),
+    ("SELECT 1 /* comment-secret */ FROM t -- line-secret", "secret"),
+    ("SELECT * FROM t LIMIT 777 OFFSET 888", "777"),
+    ("SELECT 'a'; SELECT 'multi-secret'", "multi-secret"),
+    ("DO $$ BEGIN PERFORM 'command-secret'; END $$", "command-secret"),
+    ("SELEC 'broken-secret' FRM", "broken-secret"),
+]
+
+
+@pytest.mark.parametrize(("sql", "secret"), CASES)
+def test_redact_sql_leaves_no_constant(sql: str, secret: str) -> None:
+    red = redact_sql(sql)
+    assert red.length == len(sql)
+    stored = repr(red.to_json())
+    assert secret not in stored
+
+
+def test_redact_sql_keeps_the_shape_and_a_stable_fingerprint() -> None:
+    a = redact_sql("SELECT name FROM customers WHERE email = 'ada@example.com' LIMIT 5")
+    b = redact_sql("select name from customers where email = 'bob@example.org' limit 50")
+    assert a.text == "SELECT name FROM customers WHERE email = ? LIMIT ?"
+    assert a.sha256 is None
+    assert a.fingerprint == b.fingerprint
+
+
+def test_redact_sql_keeps_bind_parameters() -> None:
+    assert redact_sql("SELECT * FROM t WHERE a = $1").text == "SELECT * FROM t WHERE a = $1"
+
+
+def test_unparseable_sql_is_stored_as_length_and_hash_only() -> None:
+    red = redact_sql("SELEC 'broken-secret' FRM")
+    assert red.text is None
+    assert red.fingerprint is None
+    assert red.sha256 is not None and len(red.sha256) == 64
+    assert set(red.to_json()) == {"text", "length", "sha256"}
