@@ -120,6 +120,9 @@ SYNTAX_CLASSES: frozenset[type[exp.Expr]] = frozenset({
     exp.Coalesce, exp.Greatest, exp.Least, exp.Nullif, exp.Collate, exp.ArrayAny, exp.ArrayAll,
 })
 
+# Operators (AND, OR, comparisons, arithmetic) that sqlglot models as function classes.
+_OPERATOR_BASES = (exp.Connector, exp.Binary, exp.Unary, exp.Predicate)
+
 # sqlglot classes that must never reach Postgres whatever the policy says.
 DENIED_CLASSES: frozenset[type[exp.Expr]] = frozenset({
     exp.CurrentUser, exp.CurrentSchema,
@@ -168,7 +171,7 @@ def sqlglot_function_name(node: exp.Func, allowed: frozenset[str]) -> str | None
         return None if name == "row" else name
     if cls in DENIED_CLASSES:
         return _display_name(cls)
-    if cls in SYNTAX_CLASSES:
+    if cls in SYNTAX_CLASSES or isinstance(node, _OPERATOR_BASES):
         return None
     if cls in _classes_for_names(DEFAULT_ALLOWED_FUNCTIONS) or cls in _classes_for_names(allowed):
         return None
