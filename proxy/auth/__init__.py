@@ -4,7 +4,8 @@ Public API:
 - `AuthConfig` — the `auth:` configuration section (pydantic);
 - `AuthMiddleware(app, config, on_refusal=…)` — ASGI middleware for the Streamable HTTP app;
 - `Principal`, `principal_from_mapping`, `parse_principal_option` — the caller, also for stdio;
-- `principal_from_request_context(ctx)`, `current_principal()` — the principal in a handler;
+- `principal_from_request_context(ctx)`, `require_principal(ctx)` (the relay's resolver),
+  `current_principal()` — the principal in a handler;
 - `AuthRefusal` — what the audit hook receives for a refused request.
 """
 
@@ -13,6 +14,7 @@ from pgwarden.proxy.auth.context import (
     current_principal,
     principal_from_request_context,
     principal_from_scope,
+    require_principal,
     reset_current_principal,
     set_current_principal,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "principal_from_mapping",
     "principal_from_request_context",
     "principal_from_scope",
+    "require_principal",
     "reset_current_principal",
     "set_current_principal",
 ]

@@ -109,3 +109,12 @@ def principal_from_request_context(ctx: Any) -> Principal | None:
         if found is not None:
             return found
     return current_principal()
+
+
+def require_principal(ctx: Any) -> Principal:
+    """`principal_from_request_context`, raising `PermissionError` when there is none — the
+    relay's principal resolver for the HTTP front (fail closed: no principal, no call)."""
+    principal = principal_from_request_context(ctx)
+    if principal is None:
+        raise PermissionError("not authenticated")
+    return principal

@@ -206,8 +206,8 @@ class JwksCache:
         Raises `KeysUnavailable` when no key set was ever obtained.
         """
         now = self._clock()
-        if (self._stale(now) or kid not in self._keys) and self._may_fetch(now):
-            await self._refresh(kid)
+        if (self._stale(now) or kid not in self._keys) and (self._may_fetch(now) or self._lock.locked()):
+            await self._refresh(kid)  # fetches, or waits for the fetch already under way
         if self._fetched_at is None:
             raise KeysUnavailable("the JWKS could not be fetched")
         return self._keys.get(kid)
@@ -215,7 +215,7 @@ class JwksCache:
     async def all_keys(self) -> list[VerificationKey]:
         """Every key currently known (refreshing if stale)."""
         now = self._clock()
-        if self._stale(now) and self._may_fetch(now):
+        if self._stale(now) and (self._may_fetch(now) or self._lock.locked()):
             await self._refresh(None)
         if self._fetched_at is None:
             raise KeysUnavailable("the JWKS could not be fetched")

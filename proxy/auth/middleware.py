@@ -9,7 +9,8 @@ For each HTTP request, in order — the first failure answers and the app is nev
 5. credentials: API key or JWT → principal (401 + `WWW-Authenticate: Bearer
    resource_metadata="…"`, with `error="invalid_token"` when a token was presented but bad);
 6. required scopes (403 `error="insufficient_scope"`);
-7. the principal's token bucket, then its in-flight cap (429 + `Retry-After`).
+7. the principal's token bucket, then its in-flight cap (429 + `Retry-After`, and a JSON-RPC
+   error body so MCP clients report "rate limit exceeded; retry after N s" for the request).
 Then the principal is published (see `pgwarden.proxy.auth.context`) and the `Authorization`
 header is removed from the scope, so nothing downstream can forward the client's credential to
 an upstream server. Every refusal goes to the `on_refusal` audit hook first.
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 # Headers that carry the client's credentials: never passed to the wrapped app.
 CREDENTIAL_HEADERS = frozenset({b"authorization", b"proxy-authorization"})
+# JSON-RPC error code of a 429 body (implementation-defined server error range).
+RATE_LIMIT_ERROR_CODE = -32029
 
 
 def _quote(value: str) -> str:
@@ -190,8 +193,24 @@ class AuthMiddleware:
             headers.append((b"www-authenticate", self._challenge(failure).encode()))
         if failure.retry_after is not None:
             headers.append((b"retry-after", retry_after_header(failure.retry_after).encode()))
-        body: dict[str, Any] = {"error": failure.error or _ERROR_NAMES.get(failure.code, "access_denied")}
-        body["error_description"] = failure.description
+        body: dict[str, Any]
+        if failure.status == 429:
+            # A JSON-RPC error body: MCP clients surface it as the failed request's error.
+            wait = int(retry_after_header(failure.retry_after or 1.0))
+            body = {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {
+                    "code": RATE_LIMIT_ERROR_CODE,
+                    "message": f"{failure.description}; retry after {wait} s",
+                    "data": {"reason": str(failure.code), "retry_after": wait},
+                },
+            }
+        else:
+            body = {
+                "error": failure.error or _ERROR_NAMES.get(failure.code, "access_denied"),
+                "error_description": failure.description,
+            }
         await _send(send, failure.status, json.dumps(body).encode(), headers)
 
     async def _audit(self, scope: Scope, failure: AuthFailure) -> None:
@@ -223,8 +242,6 @@ _ERROR_NAMES = {
     Refusal.ORIGIN_NOT_ALLOWED: "origin_not_allowed",
     Refusal.MISSING_TOKEN: "unauthorized",
     Refusal.KEYS_UNAVAILABLE: "temporarily_unavailable",
-    Refusal.RATE_LIMITED: "rate_limited",
-    Refusal.CONCURRENCY_LIMITED: "too_many_concurrent_requests",
 }
 
 
