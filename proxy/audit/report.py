@@ -149,7 +149,8 @@ def render_report(
     for r in reversed(shown):
         decision = str(r.get("decision"))
         decision_rows.append((
-            _e(r.get("seq")), _e(r.get("ts")), _e(r.get("principal")), _e(r.get("tool") or r.get("method")),
+            _e(r.get("seq")), _e(str(r.get("ts") or "")[:19].replace("T", " ")), _e(r.get("principal")),
+            _e(r.get("tool") or r.get("method")),
             f"<span class='{'allow' if decision == 'allow' else 'deny'}'>{_e(decision)}</span>",
             _e(", ".join(r.get("rules") or [])), _e(r.get("reason_code") or ""),
             f"<code>{_e(sql_text(r.get('sql')))}</code>", f"<code>{_e(sql_text(r.get('sql_sent')))}</code>",
@@ -178,6 +179,6 @@ def render_report(
         f"<h2 id='tables-per-principal'>Tables touched per principal</h2>"
         f"{_table(('principal', 'tables (decisions)'), touched_rows)}"
         f"<h2 id='decisions'>Decisions</h2>{more}"
-        f"{_table(('seq', 'time', 'principal', 'tool', 'decision', 'rules', 'reason', 'SQL received', 'SQL sent', 'rows'), decision_rows, html_cells=True)}"  # noqa: E501
+        f"{_table(('seq', 'time (UTC)', 'principal', 'tool', 'decision', 'rules', 'reason', 'SQL received', 'SQL sent', 'rows'), decision_rows, html_cells=True)}"  # noqa: E501
         "</body></html>"
     )

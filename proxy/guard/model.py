@@ -33,6 +33,7 @@ class Reason(StrEnum):
     POLICY_NO_MATCH = "policy.no_matching_allow"
     POLICY_ERROR = "policy.error"                    # a rule failed to evaluate: fail closed
     TOOL_NOT_ALLOWED = "policy.tool_not_allowed"
+    AUDIT_WRITE_FAILED = "audit.write_failed"        # strict audit: the record could not be written
 
 
 class GuardDenied(Exception):  # named for the decision, not an internal error

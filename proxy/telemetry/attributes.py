@@ -6,6 +6,8 @@ request; every pgwarden attribute lives under the single prefix `pgwarden.`.
 
 from __future__ import annotations
 
+from pgwarden.proxy.guard.model import Reason
+
 # OpenTelemetry MCP / GenAI / JSON-RPC semantic conventions.
 MCP_METHOD_NAME = "mcp.method.name"
 MCP_PROTOCOL_VERSION = "mcp.protocol.version"
@@ -59,4 +61,4 @@ METRIC_AUDIT_FAILURES = "pgwarden.audit.write_failures"
 AUDIT_EVENT = "pgwarden.audit"
 
 # The reason code a proxy returns when the audit record of a decision cannot be written.
-AUDIT_WRITE_FAILED = "audit.write_failed"
+AUDIT_WRITE_FAILED = Reason.AUDIT_WRITE_FAILED.value
