@@ -17,6 +17,7 @@ from pgwarden import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("pgwarden.proxy.audit.cli", "audit"),
     "auth": ("pgwarden.proxy.auth.cli", "auth"),
+    "policy": ("pgwarden.proxy.policy.cli", "policy"),
     "server": ("pgwarden.server.cli", "server"),
 }
 
@@ -34,12 +35,22 @@ class LazyGroup(click.Group):
         return command
 
 
+def demo_dsn() -> str:
+    """The embedded demo database's DSN (or PGWARDEN_DSN): the default catalog of commands
+    that need one (`policy explain`, `policy test`); the proxy package cannot import the server."""
+    from pgwarden.server import embedded
+
+    return embedded.resolve_dsn()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pgwarden")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """pgwarden: a security-hardened MCP proxy for PostgreSQL.
 
     Put it between AI agents and a Postgres MCP server: every tool call is checked against
     CEL policies, its SQL rewritten (masks, row filters, row caps, schema pinning), and every
     decision audited.
     """
+    ctx.meta["pgwarden.demo_dsn"] = demo_dsn

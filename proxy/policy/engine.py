@@ -160,8 +160,8 @@ class PolicySet:
                                   analysis)
 
     # Precedence, in this order (the only place it is decided):
-    #  1. Candidates: rules whose `methods` and `tools` cover the request. None at all: the tool
-    #     is not allowed. A rule that grants tables or carries SQL obligations only applies
+    #  1. Candidates: rules whose `methods` and `tools` cover the request. No allow rule among
+    #     them: the tool is not allowed. A rule that grants tables or carries SQL obligations only applies
     #     to calls with a statement. With a statement, a rule that names relations (tables,
     #     masks, row filters) applies only when one of them matches a relation the statement
     #     reads; for a statement that reads no relation, allow rules apply and deny rules
@@ -182,7 +182,7 @@ class PolicySet:
                 now: datetime | None) -> Decision:
         targeting = self._targeting(request.method, request.tool)
         relations = analysis.relations if analysis is not None else ()
-        if not targeting:
+        if not any(self.rules[i].effect == "allow" for i in targeting):
             return self._deny(Reason.TOOL_NOT_ALLOWED,
                               f"{_what(request)} is not allowed by policy", (), (), analysis)
         candidates = self._candidates(targeting, analysis)
