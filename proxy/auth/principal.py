@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -30,12 +30,18 @@ class PrincipalError(ValueError):
     """A principal description that cannot be used. The message never echoes claim values."""
 
 
+_CEL_KEYS = ("id", "roles", "tenant", "claims", "scopes", "auth_method")
+
+
 @dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(Mapping[str, Any]):
     """An authenticated caller.
 
     `id` is non-empty; `roles` and `scopes` are sorted and unique; `claims` holds only the
     claims configuration chose to copy (JSON values), never the raw token.
+
+    It is also a read-only mapping — the CEL view, `dict(principal) == principal.to_cel()` — so
+    it can be handed as-is to anything that takes a principal mapping (the policy engine).
     """
 
     id: str
@@ -59,6 +65,25 @@ class Principal:
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "id":
+            return self.id
+        if key in ("roles", "scopes"):
+            return list(getattr(self, key))
+        if key == "tenant":
+            return self.tenant
+        if key == "claims":
+            return _thaw(self.claims)
+        if key == "auth_method":
+            return self.auth_method
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CEL_KEYS)
+
+    def __len__(self) -> int:
+        return len(_CEL_KEYS)
 
 
 def _thaw(value: Any) -> Any:

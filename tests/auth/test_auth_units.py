@@ -208,3 +208,14 @@ def test_cli_hash_key_and_new_key() -> None:
     printed_key = made.stderr.split(": ", 1)[1].strip()
     assert hash_api_key(printed_key) in made.stdout
     assert printed_key not in made.stdout
+
+
+def test_principal_is_the_mapping_the_policy_engine_takes() -> None:
+    from pgwarden.proxy.policy.activation import Principal as PolicyPrincipal
+
+    p = principal_from_mapping({"id": "alice", "roles": ["analyst"], "tenant": 7, "claims": {"email": "a@x"}})
+    assert dict(p) == p.to_cel()
+    assert p["roles"] == ["analyst"] and p.get("tenant") == 7 and "id" in p and len(p) == 6
+    prepared = PolicyPrincipal(p)
+    assert prepared.raw["id"] == "alice" and prepared.raw["tenant"] == 7
+    assert prepared.raw["claims"] == {"email": "a@x"}
