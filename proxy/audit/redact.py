@@ -105,7 +105,7 @@ def redact_sql(sql: str) -> RedactedSQL:
         for tree in trees:
             if tree is None:
                 continue
-            redacted = tree.transform(_replace_constant, copy=True)
+            redacted = tree.transform(_replace_constant, copy=False)  # our own fresh tree
             if _still_holds_constant(redacted):
                 return _unredactable(sql)
             parts.append(redacted.sql(dialect="postgres", comments=False))
