@@ -330,3 +330,36 @@ async def test_real_mcp_server_gets_exactly_one_span_per_request(tmp_path: Path)
     assert all(s.instrumentation_scope.name == "pgwarden.proxy" for s in p.spans.get_finished_spans())
     record = json.loads((tmp_path / "a.jsonl").read_text())
     assert record["trace_id"] == CLIENT_TRACE and SECRET_EMAIL not in json.dumps(record)
+
+
+@pytest.mark.anyio
+async def test_client_proxy_server_is_one_trace_through_the_sdk_client() -> None:
+    """The SDK's own `_meta` injection on the upstream call hands the upstream our upstream span."""
+    p = make_pipeline()
+    seen: dict[str, Any] = {}
+
+    async def upstream_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        seen["meta"] = dict(ctx.meta or {})
+        return types.CallToolResult(content=[types.TextContent(type="text", text="[]")])
+
+    async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[types.Tool(name="query", input_schema={"type": "object"})])
+
+    upstream = Server("upstream", on_list_tools=on_list_tools, on_call_tool=upstream_call_tool)
+
+    async def front_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        req = current_request()
+        assert req is not None
+        with req.child(SPAN_UPSTREAM):
+            async with Client(upstream, mode="legacy") as up:
+                return await up.call_tool("query", {"sql": "SELECT 1"})
+
+    front = Server("front", on_list_tools=on_list_tools, on_call_tool=front_call_tool)
+    use_pgwarden_spans(front, p.telemetry)
+    async with Client(front, mode="legacy") as client:
+        await client.call_tool("query", {"sql": "SELECT 1"}, meta={"traceparent": TRACEPARENT})
+    spans = by_name(p)
+    _, trace_id, parent_id, _ = seen["meta"]["traceparent"].split("-")
+    assert trace_id == CLIENT_TRACE
+    assert parent_id == f"{spans[SPAN_UPSTREAM].context.span_id:016x}"
+    assert spans[SPAN_UPSTREAM].parent.span_id == spans["tools/call query"].context.span_id
