@@ -21,6 +21,7 @@ import sqlglot
 from sqlglot import exp
 
 PLACEHOLDER = "?"
+MAX_PARSE_CHARS = 64 * 1024  # longer text is not parsed here (cost); it is stored as length + hash
 
 # Every node class that carries a constant written by the author of the statement.
 _CONSTANT_NODES: tuple[type[exp.Expression], ...] = (
@@ -97,8 +98,11 @@ def _unredactable(sql: str) -> RedactedSQL:
 def redact_sql(sql: str) -> RedactedSQL:
     """Parse `sql` (Postgres dialect), replace every constant with `?`, drop comments, regenerate.
 
-    Never raises: anything that goes wrong yields the length-and-hash form.
+    Never raises: anything that goes wrong (or text over `MAX_PARSE_CHARS`) yields the
+    length-and-hash form.
     """
+    if len(sql) > MAX_PARSE_CHARS:
+        return _unredactable(sql)
     try:
         trees = sqlglot.parse(sql, read="postgres")
         parts: list[str] = []

@@ -118,7 +118,7 @@ class Telemetry:
                 raise
             finally:
                 if req.outcome.decision is not None and req.audit_record is None:
-                    log.warning("%s finished with a decision but no audit record", name)
+                    log.debug("%s finished with a decision but no audit record", name)
                 req._finish()
 
     def emit_audit_record(self, record: Mapping[str, Any], span: Span | None = None) -> None:

@@ -57,3 +57,14 @@ def test_unparseable_sql_is_stored_as_length_and_hash_only() -> None:
     assert red.fingerprint is None
     assert red.sha256 is not None and len(red.sha256) == 64
     assert set(red.to_json()) == {"text", "length", "sha256"}
+
+
+def test_very_long_sql_is_not_parsed_only_hashed() -> None:
+    sql = "SELECT * FROM t WHERE x IN (" + ", ".join(f"'secret-{i}'" for i in range(20_000)) + ")"
+    red = redact_sql(sql)
+    assert red.text is None and red.length == len(sql) and red.sha256 is not None
+
+
+def test_deeply_nested_sql_does_not_crash() -> None:
+    sql = "SELECT " + "(" * 5000 + "'nested-secret'" + ")" * 5000
+    assert "nested-secret" not in repr(redact_sql(sql).to_json())
