@@ -290,7 +290,11 @@ async def test_unknown_kids_cannot_hammer_the_jwks_endpoint(
 ) -> None:
     """Fifty tokens with made-up kids cause at most one JWKS fetch (min refetch interval 60 s)."""
     before = echo.jwks.requests
-    for i in range(50):
-        token = SigningKey(f"made-up-{i}", rsa_key.private, "RS256").sign(echo.claims())
-        assert (await post(echo.mcp_url, bearer(token))).status_code == 401
+    async with httpx2.AsyncClient(timeout=10) as client:
+        for i in range(50):
+            token = SigningKey(f"made-up-{i}", rsa_key.private, "RS256").sign(echo.claims())
+            response = await client.post(
+                echo.mcp_url, json=INITIALIZE, headers={**MCP_HEADERS, **bearer(token)}
+            )
+            assert response.status_code == 401
     assert echo.jwks.requests - before <= 1
