@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 
 from pglast import parser as pgparser
 from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
 
-from pgwarden.proxy.guard.catalog import Catalog
+from pgwarden.proxy.guard.catalog import Catalog, Column
 from pgwarden.proxy.guard.functions import DEFAULT_ALLOWED_FUNCTIONS, MASK_FUNCTIONS, sqlglot_function_name
 from pgwarden.proxy.guard.masks import mask_expression
 from pgwarden.proxy.guard.model import GuardDenied, Mask, Obligations, Reason, Rewrite, RowFilter
 from pgwarden.proxy.guard.names import needs_quotes, split_relation
 from pgwarden.proxy.guard.parse import Statement
 from pgwarden.proxy.guard.pgcheck import inspect
-from pgwarden.proxy.guard.resolve import norm, physical_tables
+from pgwarden.proxy.guard.resolve import norm, tables_in_copy
 
 CAPPED_ALIAS = "_pgwarden_capped"
+POSTGRES = Postgres()
 
 
 def _ident(name: str) -> exp.Identifier:
@@ -41,6 +44,8 @@ def _int(value: int) -> exp.Expression:
 
 
 def allowed_functions(obligations: Obligations) -> frozenset[str]:
+    if not obligations.extra_functions:
+        return DEFAULT_ALLOWED_FUNCTIONS
     return DEFAULT_ALLOWED_FUNCTIONS | frozenset(f.lower() for f in obligations.extra_functions)
 
 
@@ -98,7 +103,7 @@ def filter_condition(filters: tuple[RowFilter, ...], columns: tuple[str, ...]) -
     return condition
 
 
-def secure_view(relation: str, table: exp.Table, masks: Mapping[str, Mask],
+def secure_view(relation: str, masks: Mapping[str, Mask],
                 filters: tuple[RowFilter, ...], catalog: Catalog, allowed: frozenset[str]) -> exp.Subquery:
     """The derived table that replaces one reference to a masked or filtered relation."""
     columns = catalog.columns(relation)
@@ -122,16 +127,34 @@ def secure_view(relation: str, table: exp.Table, masks: Mapping[str, Mask],
                                          alias=_ident(name)))
     schema, name = split_relation(relation)
     base = exp.Table(this=_ident(name), db=_ident(schema))
-    if table.args.get("only"):
-        base.set("only", True)
     inner = exp.Select(expressions=projections).from_(base, copy=False)
     condition = filter_condition(filters, columns)
     if condition is not None:
         inner = inner.where(condition, copy=False)
-    alias = table.args.get("alias")
-    if not isinstance(alias, exp.TableAlias):
-        alias = exp.TableAlias(this=_ident(norm(table.this)))
-    return exp.Subquery(this=inner, alias=alias.copy())
+    return exp.Subquery(this=inner)
+
+
+@lru_cache(maxsize=512)
+def _cached_view(relation: str, masks: tuple[tuple[str, Mask], ...], filters: tuple[RowFilter, ...],
+                 columns: tuple[str, ...], types: tuple[tuple[str, str | None], ...],
+                 allowed: frozenset[str]) -> exp.Subquery:
+    catalog = Catalog({relation: tuple(Column(n, t) for n, t in types)}) if types else \
+        Catalog.from_mapping({relation: columns})
+    return secure_view(relation, dict(masks), filters, catalog, allowed)
+
+
+def view_template(relation: str, masks: Mapping[str, Mask], filters: tuple[RowFilter, ...],
+                  catalog: Catalog, allowed: frozenset[str]) -> exp.Subquery:
+    """The secure view of `relation` (shared template: copy before inserting it in a tree)."""
+    columns = catalog.columns(relation)
+    if columns is None:
+        return secure_view(relation, masks, filters, catalog, allowed)  # raises UNKNOWN_COLUMNS
+    types = catalog.column_types(relation) or {}
+    try:
+        return _cached_view(relation, tuple(sorted(masks.items())), tuple(filters), columns,
+                            tuple((c, types.get(c)) for c in columns), allowed)
+    except TypeError:  # unhashable mask parameters: build without the cache
+        return secure_view(relation, masks, filters, catalog, allowed)
 
 
 def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations, catalog: Catalog,
@@ -139,11 +162,23 @@ def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations
     """Substitute secure views and pin the other relations; return masked and filtered columns."""
     masked: set[str] = set()
     filtered: set[str] = set()
-    for table, relation in physical_tables(tree, stmt.search_path, stmt.known):
+    views: dict[str, exp.Subquery] = {}
+    for table, relation in tables_in_copy(tree, stmt.table_positions):
         masks = obligations.masks.get(relation) or {}
         filters = obligations.row_filters.get(relation) or ()
         if masks or filters:
-            table.replace(secure_view(relation, table, masks, filters, catalog, allowed))
+            view = views.get(relation)
+            if view is None:
+                view = views[relation] = view_template(relation, masks, filters, catalog, allowed)
+            only = bool(table.args.get("only"))
+            aliased = view.copy()
+            alias = table.args.get("alias")
+            if not isinstance(alias, exp.TableAlias):
+                alias = exp.TableAlias(this=_ident(norm(table.this)))
+            aliased.set("alias", alias)
+            if only:
+                aliased.this.args["from_"].this.set("only", True)
+            table.replace(aliased)
             masked.update(f"{relation}.{c}" for c in masks)
             filtered.update(f"{relation}.{f.column}" for f in filters)
         else:
@@ -220,7 +255,7 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
         masked, filtered = secure_views(tree, stmt, obligations, catalog, allowed)
         if obligations.row_cap is not None:
             tree = cap_rows(tree, obligations.row_cap)
-        sql = tree.sql(dialect="postgres")
+        sql = POSTGRES.generate(tree)
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     revalidate(sql, stmt, allowed, obligations.row_cap)

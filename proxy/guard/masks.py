@@ -55,7 +55,7 @@ def _int(value: int) -> exp.Expression:
 
 
 def _as_text(column: exp.Expression, type_name: str | None) -> exp.Expression:
-    return column if is_text(type_name) else exp.cast(column, exp.DataType.build("text"))
+    return column if is_text(type_name) else exp.Cast(this=column, to=exp.DataType.build("text"))
 
 
 def _null(type_name: str | None) -> exp.Expression:
@@ -67,7 +67,7 @@ def _null(type_name: str | None) -> exp.Expression:
         target = exp.DataType.build(type_name, dialect="postgres")
     except (SqlglotError, ValueError):
         return exp.null()
-    return exp.cast(exp.null(), target)
+    return exp.Cast(this=exp.null(), to=target)
 
 
 @lru_cache(maxsize=256)
@@ -124,7 +124,7 @@ def mask_expression(mask: Mask, column: exp.Expression, type_name: str | None,
     if kind == "null":
         return _null(type_name)
     if kind == "fixed":
-        return exp.cast(_text(mask.param("text", "***")), exp.DataType.build("text"))
+        return exp.Cast(this=_text(mask.param("text", "***")), to=exp.DataType.build("text"))
     value = _as_text(column, type_name)
     if kind == "partial":
         keep = exp.Paren(this=_fn("LEAST", _int(mask.param("keep_last", 4)),

@@ -15,16 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
 
 from pgwarden.proxy.guard.catalog import Catalog
 from pgwarden.proxy.guard.model import Analysis, GuardDenied, Reason
 from pgwarden.proxy.guard.names import validate_search_path
 from pgwarden.proxy.guard.pgcheck import PgFacts, inspect, uses_unicode_escapes
-from pgwarden.proxy.guard.resolve import Resolution, resolve
+from pgwarden.proxy.guard.resolve import Resolution, resolve, table_positions
 
 MAX_SQL_LENGTH = 100_000
+_POSTGRES = Postgres()
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Values)
 _KINDS: dict[type[exp.Expr], str] = {
@@ -42,12 +43,13 @@ class Statement:
     search_path: tuple[str, ...]
     facts: PgFacts
     resolution: Resolution
+    table_positions: tuple[tuple[int, str], ...]
     known: Callable[[str], bool] | None = None
 
 
 def _sqlglot_root(sql: str) -> exp.Expression:
     try:
-        parsed = [e for e in sqlglot.parse(sql, dialect="postgres") if e is not None]
+        parsed = [e for e in _POSTGRES.parse(sql) if e is not None]
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     except Exception as error:  # sqlglot raises several error types; all mean "cannot prove safe"
@@ -132,7 +134,7 @@ def parse_statement(sql: str, *, search_path: tuple[str, ...] = ("public",),
         tables_aliased={r: tuple(sorted(a)) for r, a in sorted(resolution.aliases.items())},
     )
     return Statement(sql=sql, tree=root, analysis=analysis, search_path=search_path, facts=facts,
-                     resolution=resolution, known=known)
+                     resolution=resolution, table_positions=table_positions(root, resolution), known=known)
 
 
 def analyse(sql: str, *, search_path: tuple[str, ...] = ("public",),

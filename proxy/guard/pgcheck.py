@@ -255,6 +255,8 @@ _UNICODE_TOKENS = frozenset({"UIDENT", "USCONST"})
 
 def uses_unicode_escapes(sql: str) -> bool:
     """Whether `sql` holds `U&"…"` identifiers or `U&'…'` strings (refused: sqlglot misreads them)."""
+    if "&" not in sql:
+        return False
     try:
         return any(token.name in _UNICODE_TOKENS for token in pgparser.scan(sql))
     except pgparser.ParseError:

@@ -208,7 +208,24 @@ def resolve(tree: exp.Expression, search_path: tuple[str, ...],
     return resolver.out
 
 
-def physical_tables(tree: exp.Expression, search_path: tuple[str, ...],
-                    known: Callable[[str], bool] | None = None) -> list[tuple[exp.Table, str]]:
-    """The physical table references of `tree` with their relations."""
-    return resolve(tree, search_path, known).tables
+def table_positions(tree: exp.Expression, resolution: Resolution) -> tuple[tuple[int, str], ...]:
+    """Where each physical reference sits in `tree.find_all(exp.Table)` order, with its relation.
+
+    A copy of `tree` has the same order, so `enforce` finds the references in its copy without
+    resolving scopes again.
+    """
+    index = {id(node): i for i, node in enumerate(tree.find_all(exp.Table))}
+    return tuple((index[id(node)], relation) for node, relation in resolution.tables)
+
+
+def tables_in_copy(copy: exp.Expression,
+                   positions: tuple[tuple[int, str], ...]) -> list[tuple[exp.Table, str]]:
+    """The physical references of a copy of the tree `positions` was computed on."""
+    nodes = list(copy.find_all(exp.Table))
+    found = []
+    for position, relation in positions:
+        node = nodes[position]
+        if not isinstance(node, exp.Table):
+            raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the statement changed while rewriting")
+        found.append((node, relation))
+    return found

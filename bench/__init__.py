@@ -1,0 +1,1 @@
+"""pgwarden benchmarks: `python -m bench [name ...]` (see `bench.__main__.BENCHMARKS`)."""
