@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("pgwarden.proxy.audit.cli", "audit"),
     "auth": ("pgwarden.proxy.auth.cli", "auth"),
     "policy": ("pgwarden.proxy.policy.cli", "policy"),
+    "proxy": ("pgwarden.proxy.cli", "proxy"),
     "server": ("pgwarden.server.cli", "server"),
 }
 

@@ -2,38 +2,41 @@
 
 The relay knows MCP (methods, params, results, sessions); the gate knows security (what a
 principal may call, how its SQL is rewritten, what a result may show, how it is audited).
-They meet here, and only here: the relay asks before it forwards anything that carries data
-and hands the gate every result before it goes back to the client.
+They meet here, and only here.
 
-Contract, in call order for one `tools/call`:
+For every request that is policed, the relay opens one `Exchange` and uses it in this order:
 
-1. `check_tool_call(call)` - synchronous, no I/O: analyse, decide, rewrite. Returns
-   `Allowed` (with the arguments to forward) or `Denied` (the relay answers the client with
-   an `isError` result carrying the reason; nothing reaches the upstream).
-2. the relay forwards `Allowed.arguments` upstream (or not, when denied).
-3. `finish_tool_call(call, verdict, outcome)` - exactly once per call, whatever happened
-   (denied, forwarded, upstream error, timeout, cancellation): filters the result where its
-   format is known, audits, and returns what the client receives.
+    with gate.open(context, tool=name) as exchange:       # one span, one audit record
+        verdict = exchange.check_tool_call(name, arguments)  # or check_request(params)
+        if isinstance(verdict, Allowed):
+            with exchange.upstream():                        # the upstream leg (a child span)
+                outcome = <forward verdict.arguments>
+        result = await exchange.finish(verdict, outcome)     # filter the result, audit
 
-Lists are filtered with `visible_*`; a read of one resource or one prompt goes through
-`check_resource_read` / `check_prompt_get` and `finish_request`. Nothing here allows by
-default: an implementation that does not know a tool, a resource or a prompt denies it.
+List requests (`tools/list`, ...) use `exchange.visible(kind, items)` instead of a check.
+`check_*` are synchronous and do no I/O (CEL runs on the event-loop thread); `finish` is
+async because writing the audit record may wait for the disk. The exchange
+audits exactly once: in `finish`, or when the block is left without it (the client cancelled,
+the relay failed). Nothing here allows by default: an implementation that does not know a
+tool, a resource or a prompt denies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 JSON = dict[str, Any]
+ListKind = Literal["tools", "resources", "resourceTemplates", "prompts"]
 
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
     """Who asks, through which front, for which upstream. Built by the relay per request."""
 
-    principal: Any  # pgwarden.proxy.auth.principal.Principal (opaque to the relay)
+    principal: Any  # pgwarden.proxy.auth.Principal (opaque to the relay)
     upstream: str  # the configured upstream's name
     method: str  # the MCP method, e.g. "tools/call"
     request_id: str | int | None = None
@@ -44,24 +47,11 @@ class CallContext:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
-    """One `tools/call` as the client sent it."""
-
-    context: CallContext
-    tool: str
-    arguments: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class Allowed:
-    """Go ahead. `arguments` is what to forward (rewritten SQL in place of the client's).
-
-    `plan` is opaque to the relay: whatever the gate needs in `finish_*` to filter the
-    result (row cap, masked columns, result format) and to audit (decision, rewrite).
-    """
+    """Go ahead. `arguments` (tools/call) is what to forward: the rewritten SQL in place of the
+    client's; None forwards the client's arguments unchanged."""
 
     arguments: Mapping[str, Any] | None = None
-    plan: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +61,6 @@ class Denied:
 
     reason_code: str
     message: str
-    plan: Any = None
 
 
 Verdict = Allowed | Denied
@@ -79,52 +68,55 @@ Verdict = Allowed | Denied
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened upstream. Exactly one of `result` / `error` is set, or neither when the
-    call never went upstream (denied) or was cancelled by the client."""
+    """What happened upstream. At most one of `result` / `error` is set; neither when the call
+    never went upstream (denied)."""
 
     result: JSON | None = None  # the upstream's result, wire form (camelCase keys)
     error: JSON | None = None  # a JSON-RPC error object {"code", "message", ...}
-    cancelled: bool = False
     duration_s: float = 0.0
 
 
-class Gate(Protocol):
-    """What the relay needs from the guard pipeline. See the module docstring for the order."""
+class Exchange(Protocol):
+    """One policed MCP request, from decision to audit (see the module docstring)."""
 
-    def check_tool_call(self, call: ToolCall) -> Verdict:
-        """Decide one tool call. Must not block: no I/O, CEL on the calling thread."""
+    def check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
+        """Decide a `tools/call`. No I/O."""
         ...
 
-    def finish_tool_call(self, call: ToolCall, verdict: Verdict, outcome: Outcome) -> JSON | None:
-        """Filter and audit. Returns the result to send (None: send `outcome.error` as is).
+    def check_request(self, params: Mapping[str, Any]) -> Verdict:
+        """Decide a request that reads data without a tool: `resources/read`, `prompts/get`,
+        `resources/subscribe`, `completion/complete`. No I/O."""
+        ...
 
-        Called exactly once per `check_tool_call`. A gate that cannot audit a call it must
-        audit strictly returns an `isError` result instead of the data.
+    def visible(self, kind: ListKind, items: list[JSON]) -> list[JSON]:
+        """The items of a list page the caller may use (unknown ones hidden)."""
+        ...
+
+    def upstream(self) -> AbstractContextManager[Any]:
+        """Wraps the forward to the upstream (timing, a child span)."""
+        ...
+
+    async def finish(self, verdict: Verdict | None, outcome: Outcome) -> JSON | None:
+        """Filter and audit (the audit write may wait for the disk, off the event loop); return
+        the result the client gets (None: relay `outcome` as is).
+
+        A denied call must come back as a result here (an `isError` tool result, or a result the
+        relay turns into a JSON-RPC error for non-tool methods). An exchange that cannot write
+        the audit record it must write strictly returns a deny instead of the data.
         """
         ...
 
-    def visible_tools(self, context: CallContext, tools: Sequence[JSON]) -> list[JSON]:
-        """The tools of a `tools/list` page this principal may call (unknown tools hidden)."""
-        ...
 
-    def visible_resources(self, context: CallContext, resources: Sequence[JSON]) -> list[JSON]:
-        """The resources of a `resources/list` page this principal may read."""
-        ...
+class Gate(Protocol):
+    """What the relay needs from the guard pipeline."""
 
-    def visible_resource_templates(self, context: CallContext, templates: Sequence[JSON]) -> list[JSON]:
-        """The resource templates this principal may see."""
-        ...
-
-    def visible_prompts(self, context: CallContext, prompts: Sequence[JSON]) -> list[JSON]:
-        """The prompts of a `prompts/list` page this principal may get."""
-        ...
-
-    def check_request(self, context: CallContext, params: Mapping[str, Any]) -> Verdict:
-        """Decide a non-tool request that reads data: `resources/read`, `prompts/get`,
-        `resources/subscribe`, `completion/complete`."""
-        ...
-
-    def finish_request(self, context: CallContext, verdict: Verdict, outcome: Outcome) -> JSON | None:
-        """Filter and audit a request decided by `check_request` (same contract as
-        `finish_tool_call`)."""
+    def open(
+        self,
+        context: CallContext,
+        *,
+        tool: str | None = None,
+        prompt: str | None = None,
+        uri: str | None = None,
+    ) -> AbstractContextManager[Exchange]:
+        """Open the exchange of one request (its span and its audit record)."""
         ...

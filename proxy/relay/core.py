@@ -33,7 +33,7 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from pydantic import BaseModel, ConfigDict
 
-from pgwarden.proxy.pipeline.gate import CallContext, Denied, Gate, Outcome, ToolCall, Verdict
+from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Denied, Gate, ListKind, Outcome
 from pgwarden.proxy.relay.upstream import Upstream, UpstreamUnavailable
 from pgwarden.proxy.relay.wire import adapt_result, is_modern, rebuild_params, trace_meta
 
@@ -45,7 +45,7 @@ token's principal on HTTP). Raises `PermissionError` when there is none."""
 
 UPSTREAM_UNAVAILABLE = -32002  # implementation-defined server error range
 _SUBSCRIPTIONS = "pgwarden.subscriptions"
-_LIST_METHODS = {
+_LIST_METHODS: dict[str, ListKind] = {
     "tools/list": "tools",
     "resources/list": "resources",
     "resources/templates/list": "resourceTemplates",
@@ -167,63 +167,57 @@ class Relay:
             raise MCPError(
                 code=INVALID_PARAMS, message="tools/call needs a string name and an object of arguments"
             )
-        call = ToolCall(self._context(ctx), name, arguments)
-        verdict = self.gate.check_tool_call(call)
-        outcome = Outcome()
-        try:
-            if not isinstance(verdict, Denied):
+        with self.gate.open(self._context(ctx), tool=name) as exchange:
+            verdict = exchange.check_tool_call(name, arguments)
+            outcome = Outcome()
+            if isinstance(verdict, Allowed):
                 args = verdict.arguments if verdict.arguments is not None else arguments
-                outcome = await self._forward(ctx, "tools/call", name=name, arguments=dict(args))
-        except BaseException:
-            self.gate.finish_tool_call(call, verdict, Outcome(cancelled=True))
-            raise
-        return self._answer(ctx, self.gate.finish_tool_call(call, verdict, outcome), outcome)
+                with exchange.upstream():
+                    outcome = await self._forward(ctx, "tools/call", name=name, arguments=dict(args))
+            result = await exchange.finish(verdict, outcome)
+        return self._answer(ctx, result, outcome)
 
     async def _checked(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        context = self._context(ctx)
         params = ctx.params or {}
-        verdict: Verdict = self.gate.check_request(context, params)
-        outcome = Outcome()
-        try:
-            if not isinstance(verdict, Denied):
-                outcome = await self._forward(ctx, ctx.method)
-        except BaseException:
-            self.gate.finish_request(context, verdict, Outcome(cancelled=True))
-            raise
-        result = self.gate.finish_request(context, verdict, outcome)
+        uri = params.get("uri") if isinstance(params.get("uri"), str) else None
+        raw_ref = params.get("ref")
+        ref: Mapping[str, Any] = raw_ref if isinstance(raw_ref, dict) else {}
+        prompt = params.get("name") if ctx.method == "prompts/get" else ref.get("name")
+        with self.gate.open(
+            self._context(ctx), prompt=prompt if isinstance(prompt, str) else None, uri=uri or ref.get("uri")
+        ) as exchange:
+            verdict = exchange.check_request(params)
+            outcome = Outcome()
+            if isinstance(verdict, Allowed):
+                with exchange.upstream():
+                    outcome = await self._forward(ctx, ctx.method)
+            result = await exchange.finish(verdict, outcome)
         if isinstance(verdict, Denied) and result is None:
             raise MCPError(code=INVALID_REQUEST, message=f"pgwarden denied this request: {verdict.message}")
         answer = self._answer(ctx, result, outcome)
-        if ctx.method == "resources/subscribe" and outcome.result is not None:
-            uri = params.get("uri")
-            if isinstance(uri, str):
-                _connection_of(ctx).state.setdefault(_SUBSCRIPTIONS, set()).add(uri)
+        if ctx.method == "resources/subscribe" and uri is not None and outcome.result is not None:
+            _connection_of(ctx).state.setdefault(_SUBSCRIPTIONS, set()).add(uri)
         return answer
 
     async def _list(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        context = self._context(ctx)
-        outcome = await self._forward(ctx, ctx.method)
-        result = outcome.result
-        if result is None:
-            return self._answer(ctx, None, outcome)
-        key = _LIST_METHODS[ctx.method]
-        items = result.get(key)
-        if not isinstance(items, list):
-            raise MCPError(
-                code=INTERNAL_ERROR, message=f"the upstream's {ctx.method} result has no {key} list"
-            )
-        filters = {
-            "tools": self.gate.visible_tools,
-            "resources": self.gate.visible_resources,
-            "resourceTemplates": self.gate.visible_resource_templates,
-            "prompts": self.gate.visible_prompts,
-        }
-        result[key] = filters[key](context, [i for i in items if isinstance(i, dict)])
-        if is_modern(ctx.protocol_version):
-            # Filtered for this caller, and policies reload: private, and not to be reused.
-            result["cacheScope"] = "private"
-            result["ttlMs"] = 0
-        return adapt_result(result, ctx.protocol_version)
+        kind = _LIST_METHODS[ctx.method]
+        with self.gate.open(self._context(ctx)) as exchange:
+            with exchange.upstream():
+                outcome = await self._forward(ctx, ctx.method)
+            result = outcome.result
+            if result is not None:
+                items = result.get(kind)
+                if not isinstance(items, list):
+                    raise MCPError(
+                        code=INTERNAL_ERROR, message=f"the upstream's {ctx.method} result has no {kind} list"
+                    )
+                result[kind] = exchange.visible(kind, [i for i in items if isinstance(i, dict)])
+                if is_modern(ctx.protocol_version):
+                    # Filtered for this caller, and policies reload: private, and not to be reused.
+                    result["cacheScope"] = "private"
+                    result["ttlMs"] = 0
+            await exchange.finish(None, outcome)
+        return self._answer(ctx, result, outcome)
 
     async def _passthrough(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
         if ctx.method == "resources/unsubscribe":

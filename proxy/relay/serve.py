@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, TextIO
 
 import anyio
@@ -43,11 +44,19 @@ def build(
     return upstream, relay, RelayServer(relay)
 
 
-async def _start_upstream(tg: anyio.abc.TaskGroup, upstream: Upstream) -> None:
+OnConnected = Callable[[Upstream], Awaitable[None]]
+"""Runs once the upstream is first connected, before the front serves (e.g. tool-map detection)."""
+
+
+async def _start_upstream(
+    tg: anyio.abc.TaskGroup, upstream: Upstream, on_connected: OnConnected | None
+) -> None:
     await tg.start(upstream.run)
     if not upstream.connected:
         why = upstream.last_error or "unknown error"
         raise UpstreamStartError(f"cannot reach the upstream MCP server {upstream.spec.name!r}: {why}")
+    if on_connected is not None:
+        await on_connected(upstream)
 
 
 async def serve_stdio(
@@ -58,11 +67,20 @@ async def serve_stdio(
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
     errlog: TextIO | None = None,
+    on_connected: OnConnected | None = None,
+    forward_upstream_logs: bool = True,
 ) -> None:
     """Serve one client on stdin/stdout until it closes stdin."""
-    upstream, _relay, server = build(spec, gate, lambda _ctx: principal, transport="stdio", errlog=errlog)
+    upstream, _relay, server = build(
+        spec,
+        gate,
+        lambda _ctx: principal,
+        transport="stdio",
+        errlog=errlog,
+        forward_upstream_logs=forward_upstream_logs,
+    )
     async with anyio.create_task_group() as tg:
-        await _start_upstream(tg, upstream)
+        await _start_upstream(tg, upstream, on_connected)
         async with stdio_front(stdin, stdout) as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
         tg.cancel_scope.cancel()
@@ -92,19 +110,28 @@ async def serve_http(
     wrap: Any = None,
     errlog: TextIO | None = None,
     ready: anyio.Event | None = None,
+    on_connected: OnConnected | None = None,
+    forward_upstream_logs: bool = True,
 ) -> None:
     """Serve many clients over Streamable HTTP until cancelled.
 
     `wrap` (an ASGI middleware factory, e.g. the bearer-token authentication) wraps the app.
     """
-    upstream, _relay, server = build(spec, gate, principal_for, transport="http", errlog=errlog)
+    upstream, _relay, server = build(
+        spec,
+        gate,
+        principal_for,
+        transport="http",
+        errlog=errlog,
+        forward_upstream_logs=forward_upstream_logs,
+    )
     app: ASGIApp = http_app(server, path=path, host=host)
     if wrap is not None:
         app = wrap(app)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     web = uvicorn.Server(config)
     async with anyio.create_task_group() as tg:
-        await _start_upstream(tg, upstream)
+        await _start_upstream(tg, upstream, on_connected)
         if ready is not None:
             tg.start_soon(_signal_started, web, ready)
         await web.serve()

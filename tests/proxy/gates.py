@@ -3,73 +3,74 @@ policy engine. The product never uses them (it refuses to start without a policy
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Denied, Outcome, ToolCall, Verdict
+from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Denied, ListKind, Outcome, Verdict
 from pgwarden.proxy.relay.wire import tool_error
 
 JSON = dict[str, Any]
 
 
+class _AllowExchange:
+    def __init__(self, gate: AllowAllGate) -> None:
+        self.gate = gate
+
+    def check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
+        self.gate.calls.append((tool, dict(arguments)))
+        return Allowed()
+
+    def check_request(self, params: Mapping[str, Any]) -> Verdict:
+        return Allowed()
+
+    def visible(self, kind: ListKind, items: list[JSON]) -> list[JSON]:
+        return items
+
+    def upstream(self) -> Any:
+        return nullcontext()
+
+    async def finish(self, verdict: Verdict | None, outcome: Outcome) -> JSON | None:
+        self.gate.finished.append(outcome)
+        return None
+
+
+class _DenyExchange(_AllowExchange):
+    def check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
+        self.gate.calls.append((tool, dict(arguments)))
+        return Denied("policy.no_matching_allow", "no policy allows this call")
+
+    def check_request(self, params: Mapping[str, Any]) -> Verdict:
+        return Denied("policy.no_matching_allow", "no policy allows this request")
+
+    def visible(self, kind: ListKind, items: list[JSON]) -> list[JSON]:
+        return []
+
+    async def finish(self, verdict: Verdict | None, outcome: Outcome) -> JSON | None:
+        self.gate.finished.append(outcome)
+        if isinstance(verdict, Denied):
+            return tool_error(f"pgwarden denied this call ({verdict.reason_code}): {verdict.message}")
+        return None
+
+
 class AllowAllGate:
     """Everything goes through unchanged; records what it saw."""
 
+    exchange = _AllowExchange
+
     def __init__(self) -> None:
-        self.calls: list[ToolCall] = []
+        self.calls: list[tuple[str, JSON]] = []
         self.finished: list[Outcome] = []
+        self.opened: list[CallContext] = []
 
-    def check_tool_call(self, call: ToolCall) -> Verdict:
-        self.calls.append(call)
-        return Allowed()
-
-    def finish_tool_call(self, call: ToolCall, verdict: Verdict, outcome: Outcome) -> JSON | None:
-        self.finished.append(outcome)
-        return None
-
-    def visible_tools(self, context: CallContext, tools: Sequence[JSON]) -> list[JSON]:
-        return list(tools)
-
-    def visible_resources(self, context: CallContext, resources: Sequence[JSON]) -> list[JSON]:
-        return list(resources)
-
-    def visible_resource_templates(self, context: CallContext, templates: Sequence[JSON]) -> list[JSON]:
-        return list(templates)
-
-    def visible_prompts(self, context: CallContext, prompts: Sequence[JSON]) -> list[JSON]:
-        return list(prompts)
-
-    def check_request(self, context: CallContext, params: Mapping[str, Any]) -> Verdict:
-        return Allowed()
-
-    def finish_request(self, context: CallContext, verdict: Verdict, outcome: Outcome) -> JSON | None:
-        return None
+    @contextmanager
+    def open(self, context: CallContext, *, tool: str | None = None, prompt: str | None = None,
+             uri: str | None = None) -> Iterator[Any]:
+        self.opened.append(context)
+        yield self.exchange(self)
 
 
 class DenyAllGate(AllowAllGate):
     """Nothing goes through; lists come back empty."""
 
-    def check_tool_call(self, call: ToolCall) -> Verdict:
-        self.calls.append(call)
-        return Denied("policy.no_matching_allow", "no policy allows this call")
-
-    def finish_tool_call(self, call: ToolCall, verdict: Verdict, outcome: Outcome) -> JSON | None:
-        self.finished.append(outcome)
-        if isinstance(verdict, Denied):
-            return tool_error(f"pgwarden denied this call ({verdict.reason_code}): {verdict.message}")
-        return None
-
-    def visible_tools(self, context: CallContext, tools: Sequence[JSON]) -> list[JSON]:
-        return []
-
-    def visible_resources(self, context: CallContext, resources: Sequence[JSON]) -> list[JSON]:
-        return []
-
-    def visible_resource_templates(self, context: CallContext, templates: Sequence[JSON]) -> list[JSON]:
-        return []
-
-    def visible_prompts(self, context: CallContext, prompts: Sequence[JSON]) -> list[JSON]:
-        return []
-
-    def check_request(self, context: CallContext, params: Mapping[str, Any]) -> Verdict:
-        return Denied("policy.no_matching_allow", "no policy allows this request")
+    exchange = _DenyExchange

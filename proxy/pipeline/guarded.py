@@ -1,0 +1,461 @@
+"""The real gate: guard (analyse, rewrite) + policy (decide) + result filters + audit.
+
+One `GuardedExchange` per policed request, inside one telemetry request span:
+
+    tools/call of an SQL tool: find the SQL (tool map) → parse and analyse (guard) → decide
+    (policy) → rewrite under the obligations (guard, re-validated by pglast) → forward the
+    rewritten arguments → filter the result (row cap, masks) → audit.
+
+A tool the map does not know is decided by the policy as a tool without SQL, except that a
+call whose arguments look like SQL is denied (an unmapped SQL tool would bypass the guard).
+Every error is a deny; every request leaves exactly one audit record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
+
+from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
+from pgwarden.proxy.guard.catalog import Catalog
+from pgwarden.proxy.guard.enforce import enforce
+from pgwarden.proxy.guard.model import GuardDenied, Mask, Reason
+from pgwarden.proxy.guard.parse import parse_statement
+from pgwarden.proxy.pipeline.gate import JSON, Allowed, CallContext, Denied, ListKind, Outcome, Verdict
+from pgwarden.proxy.policy.activation import Principal as PolicyPrincipal
+from pgwarden.proxy.policy.activation import RequestInfo
+from pgwarden.proxy.policy.engine import Decision, PolicySet
+from pgwarden.proxy.relay.wire import tool_error
+from pgwarden.proxy.results.filters import ResultPlan, filter_result
+from pgwarden.proxy.telemetry import SPAN_ANALYSE, SPAN_DECIDE, SPAN_REWRITE, SPAN_UPSTREAM, Telemetry
+from pgwarden.proxy.telemetry.request import RequestSpan
+from pgwarden.proxy.toolmaps.detect import suggest
+from pgwarden.proxy.toolmaps.model import ToolMap, ToolSpec, looks_like_sql_arguments
+from pgwarden.proxy.toolmaps.resources import resource_relation, table_argument_relation
+
+logger = logging.getLogger(__name__)
+
+PolicySource = Callable[[], PolicySet]
+"""The current policy (a `PolicyWatcher.current`, or a constant for a fixed policy)."""
+
+AUDIT_FAILED_TEXT = "pgwarden could not write the audit record of this call, so its result is withheld."
+
+
+def principal_id(principal: Any) -> str:
+    if isinstance(principal, Mapping):
+        return str(principal.get("id", ""))
+    return str(getattr(principal, "id", ""))
+
+
+def _principal_mapping(principal: Any) -> Mapping[str, Any]:
+    if isinstance(principal, Mapping):
+        return principal
+    to_cel = getattr(principal, "to_cel", None)
+    if callable(to_cel):
+        mapping: Mapping[str, Any] = to_cel()
+        return mapping
+    raise TypeError("a principal is a mapping or has to_cel()")
+
+
+def denied_text(reason_code: str, message: str) -> str:
+    return f"pgwarden denied this call ({reason_code}): {message}"
+
+
+class GuardedGate:
+    """The gate the product runs with. See the module docstring."""
+
+    def __init__(
+        self,
+        policy: PolicySource,
+        *,
+        tool_map: ToolMap,
+        catalog: Catalog | None = None,
+        telemetry: Telemetry | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.policy = policy
+        self.tool_map = tool_map
+        self.catalog = catalog
+        self.telemetry = telemetry
+        self.audit = audit
+        self.sql_looking_tools: set[str] = set()  # unmapped tools whose schema looks like SQL
+        self._principals: dict[int, tuple[Any, PolicyPrincipal]] = {}
+
+    def prepared(self, principal: Any) -> PolicyPrincipal:
+        """The principal converted once for the policy engine (cached per principal object)."""
+        key = id(principal)
+        hit = self._principals.get(key)
+        if hit is not None and hit[0] is principal:
+            return hit[1]
+        if len(self._principals) > 1024:
+            self._principals.clear()
+        converted = PolicySet.prepare_principal(_principal_mapping(principal))
+        self._principals[key] = (principal, converted)
+        return converted
+
+    @contextmanager
+    def open(
+        self,
+        context: CallContext,
+        *,
+        tool: str | None = None,
+        prompt: str | None = None,
+        uri: str | None = None,
+    ) -> Iterator[GuardedExchange]:
+        span_cm: AbstractContextManager[RequestSpan | None] = nullcontext()
+        if self.telemetry is not None:
+            span_cm = self.telemetry.request_span(
+                method=context.method,
+                tool=tool,
+                prompt=prompt,
+                resource_uri=uri,
+                request_id=context.request_id,
+                protocol_version=context.protocol_version,
+                session_id=context.session_id,
+                parent_meta=context.meta,
+                transport=context.transport,
+            )
+        with span_cm as span:
+            exchange = GuardedExchange(self, context, span, tool=tool, prompt=prompt, uri=uri)
+            try:
+                yield exchange
+            finally:
+                if not exchange.finished:  # cancelled or failed before finish: still one record
+                    exchange.record(is_error=True)
+                    exchange.write_audit(raising=False)
+
+
+class GuardedExchange:
+    """One policed request (see `pgwarden.proxy.pipeline.gate.Exchange`)."""
+
+    def __init__(
+        self,
+        gate: GuardedGate,
+        context: CallContext,
+        span: RequestSpan | None,
+        *,
+        tool: str | None,
+        prompt: str | None,
+        uri: str | None,
+    ) -> None:
+        self.gate = gate
+        self.context = context
+        self.span = span
+        self.tool, self.prompt, self.uri = tool, prompt, uri
+        self.policy = gate.policy()
+        self.principal = gate.prepared(context.principal)
+        self.plan: ResultPlan | None = None
+        self.spec: ToolSpec | None = None
+        self.finished = False
+        self.record(principal_id=principal_id(context.principal), policy_revision=self.policy.revision)
+
+    # -- telemetry / audit helpers --------------------------------------------------------------
+
+    def record(self, **values: Any) -> None:
+        if self.span is not None:
+            self.span.record_decision(**values)
+
+    def stage(self, name: str) -> AbstractContextManager[Any]:
+        return self.span.child(name) if self.span is not None else nullcontext()
+
+    def write_audit(self, *, raising: bool = True) -> None:
+        log = self.gate.audit
+        if log is None or self.span is None:
+            return
+        try:
+            self.span.audit(log)
+        except AuditWriteError:
+            if raising:
+                raise
+            logger.error("audit record could not be written")
+
+    async def write_audit_async(self) -> None:
+        """The audit record, written on a worker thread (a strict log waits for fsync)."""
+        log = self.gate.audit
+        if log is None or self.span is None:
+            return
+        await self.span.audit_async(log)
+
+    def _deny(self, code: str, message: str, decision: Decision | None = None) -> Denied:
+        self.record(
+            decision="deny",
+            reason_code=code,
+            reason=message,
+            rules=decision.rules if decision is not None else None,
+            relations=decision.relations if decision is not None else None,
+        )
+        return Denied(code, message)
+
+    def _request(self, method: str, name: str, arguments: Mapping[str, Any]) -> RequestInfo:
+        return RequestInfo(
+            method=method, tool=name, arguments=dict(arguments), upstream=self.context.upstream
+        )
+
+    def _default_schema(self) -> str:
+        return self.policy.search_path[0] if self.policy.search_path else "public"
+
+    # -- tools/call -----------------------------------------------------------------------------
+
+    def check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
+        spec = self.spec = self.gate.tool_map.spec(tool)
+        if spec is not None and spec.deny:
+            return self._deny(Reason.TOOL_NOT_ALLOWED, spec.deny)
+        if spec is None or spec.sql is None:
+            return self._check_plain_tool(tool, arguments, spec)
+        raw = arguments.get(spec.sql.name)
+        statements: list[str]
+        if spec.sql.kind == "string":
+            if not isinstance(raw, str):
+                return self._deny(Reason.EMPTY, f"argument {spec.sql.name!r} must be an SQL string")
+            statements = [raw]
+        else:
+            if not isinstance(raw, list) or not raw or not all(isinstance(s, str) for s in raw):
+                return self._deny(Reason.EMPTY, f"argument {spec.sql.name!r} must be a list of SQL strings")
+            statements = list(raw)
+        rewritten: list[str] = []
+        for sql in statements:
+            verdict = self._check_statement(tool, arguments, sql, spec)
+            if isinstance(verdict, Denied):
+                return verdict
+            rewritten.append(verdict)
+        new_arguments = dict(arguments)
+        new_arguments[spec.sql.name] = rewritten[0] if spec.sql.kind == "string" else rewritten
+        return Allowed(new_arguments)
+
+    def _check_plain_tool(self, tool: str, arguments: Mapping[str, Any], spec: ToolSpec | None) -> Verdict:
+        if spec is None:
+            suspicious = looks_like_sql_arguments(arguments)
+            if suspicious is not None or tool in self.gate.sql_looking_tools:
+                return self._deny(
+                    Reason.TOOL_NOT_ALLOWED,
+                    f"tool {tool!r} looks like it runs SQL but is not in pgwarden's tool map; an operator "
+                    "must confirm it in the configuration (tool_map) before it can be used",
+                )
+        if spec is not None and spec.table is not None:
+            relation = table_argument_relation(
+                arguments.get(spec.table), default_schema=self._default_schema()
+            )
+            if relation is None or not self.policy.may_read_relation(
+                self.principal, relation, upstream=self.context.upstream
+            ):
+                return self._deny(Reason.RELATION_NOT_ALLOWED, "that table is not allowed by policy")
+            self.record(relations=(relation,))
+        with self.stage(SPAN_DECIDE):
+            decision = self.policy.decide(self.principal, self._request("tools/call", tool, arguments), None)
+        if not decision.allowed:
+            return self._deny(str(decision.reason_code or Reason.POLICY_NO_MATCH), decision.reason, decision)
+        self.record(decision="allow", rules=decision.rules)
+        return Allowed()
+
+    def _check_statement(
+        self, tool: str, arguments: Mapping[str, Any], sql: str, spec: ToolSpec
+    ) -> str | Denied:
+        policy = self.policy
+        self.record(sql=sql)
+        try:
+            with self.stage(SPAN_ANALYSE):
+                statement = parse_statement(sql, search_path=policy.search_path)
+        except GuardDenied as denied:
+            return self._deny(denied.code, denied.message)
+        with self.stage(SPAN_DECIDE):
+            decision = policy.decide(
+                self.principal, self._request("tools/call", tool, arguments), statement.analysis
+            )
+        if not decision.allowed:
+            return self._deny(str(decision.reason_code or Reason.POLICY_NO_MATCH), decision.reason, decision)
+        obligations = decision.obligations
+        cap = obligations.row_cap
+        if cap is not None and spec.result != "opaque":
+            # One row more than the cap tells whether the cap cut anything; the result filter
+            # drops it. Only where the result format is known, so the extra row never leaks.
+            obligations = dataclasses.replace(obligations, row_cap=cap + 1)
+        try:
+            with self.stage(SPAN_REWRITE):
+                rewrite = enforce(statement, obligations, self.gate.catalog)
+        except GuardDenied as denied:
+            return self._deny(denied.code, denied.message, decision)
+        masks: dict[str, list[Mask]] = {}
+        for relation, columns in decision.obligations.masks.items():
+            for column, mask in columns.items():
+                if f"{relation}.{column}" in rewrite.masked_columns or relation in rewrite.relations:
+                    masks.setdefault(column, []).append(mask)
+        self.plan = ResultPlan(
+            format=spec.result,
+            rows_path=spec.rows_path,
+            row_cap=cap,
+            masks={column: tuple(dict.fromkeys(found)) for column, found in masks.items()},
+        )
+        self.record(
+            decision="allow",
+            rules=decision.rules,
+            relations=rewrite.relations,
+            masked_columns=rewrite.masked_columns,
+            row_filters=rewrite.row_filters_applied,
+            row_cap=cap,
+            sent_sql=rewrite.sql,
+            fingerprint=rewrite.fingerprint,
+        )
+        return rewrite.sql
+
+    # -- other requests -----------------------------------------------------------------------------
+
+    def check_request(self, params: Mapping[str, Any]) -> Verdict:
+        method = self.context.method
+        if method in ("resources/read", "resources/subscribe"):
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                return self._deny(Reason.POLICY_NO_MATCH, "a resource URI is required")
+            return self._check_resource(uri)
+        if method == "prompts/get":
+            name, arguments = params.get("name"), params.get("arguments") or {}
+            if not isinstance(name, str) or not isinstance(arguments, Mapping):
+                return self._deny(Reason.POLICY_NO_MATCH, "a prompt name is required")
+            return self._decide("prompts/get", name, arguments)
+        if method == "completion/complete":
+            ref = params.get("ref")
+            if (
+                isinstance(ref, Mapping)
+                and ref.get("type") == "ref/prompt"
+                and isinstance(ref.get("name"), str)
+            ):
+                return self._decide("prompts/get", ref["name"], {})
+            if isinstance(ref, Mapping) and isinstance(ref.get("uri"), str):
+                return self._decide("resources/read", ref["uri"], {})
+            return self._deny(Reason.POLICY_NO_MATCH, "completion needs a prompt or resource reference")
+        return self._deny(Reason.POLICY_NO_MATCH, f"{method} is not allowed by policy")
+
+    def _check_resource(self, uri: str) -> Verdict:
+        relation = resource_relation(uri, default_schema=self._default_schema())
+        if relation is not None:
+            self.record(relations=(relation,))
+            if self.policy.may_read_relation(self.principal, relation, upstream=self.context.upstream):
+                self.record(decision="allow")
+                return Allowed()
+            return self._deny(Reason.RELATION_NOT_ALLOWED, "that table is not allowed by policy")
+        return self._decide("resources/read", uri, {})
+
+    def _decide(self, method: str, name: str, arguments: Mapping[str, Any]) -> Verdict:
+        with self.stage(SPAN_DECIDE):
+            decision = self.policy.decide(self.principal, self._request(method, name, arguments), None)
+        if not decision.allowed:
+            return self._deny(str(decision.reason_code or Reason.POLICY_NO_MATCH), decision.reason, decision)
+        self.record(decision="allow", rules=decision.rules)
+        return Allowed()
+
+    def visible(self, kind: ListKind, items: list[JSON]) -> list[JSON]:
+        policy, who, upstream = self.policy, self.principal, self.context.upstream
+        if kind == "tools":
+            tool_map = self.gate.tool_map
+            for found in suggest(items, tool_map):
+                if found.tool not in self.gate.sql_looking_tools:
+                    logger.warning(
+                        "upstream tool %r looks like it runs SQL; confirm it in tool_map", found.tool
+                    )
+                    self.gate.sql_looking_tools.add(found.tool)
+            shown = []
+            for item in items:
+                name = item.get("name")
+                spec = tool_map.spec(name) if isinstance(name, str) else None
+                if not isinstance(name, str) or (spec is not None and spec.deny):
+                    continue
+                if spec is None and name in self.gate.sql_looking_tools:
+                    continue
+                if policy.may_call_tool(who, name, upstream=upstream):
+                    shown.append(item)
+        elif kind == "prompts":
+            shown = [
+                i
+                for i in items
+                if isinstance(i.get("name"), str)
+                and policy.may_call_tool(who, i["name"], method="prompts/get", upstream=upstream)
+            ]
+        elif kind == "resources":
+            shown = [i for i in items if isinstance(i.get("uri"), str) and self._may_read_resource(i["uri"])]
+        else:
+            shown = [
+                i
+                for i in items
+                if isinstance(i.get("uriTemplate"), str)
+                and policy.may_call_tool(who, i["uriTemplate"], method="resources/read", upstream=upstream)
+            ]
+        self.record(decision="allow", rows_returned=len(shown))
+        return shown
+
+    def _may_read_resource(self, uri: str) -> bool:
+        relation = resource_relation(uri, default_schema=self._default_schema())
+        if relation is not None:
+            return self.policy.may_read_relation(self.principal, relation, upstream=self.context.upstream)
+        return self.policy.may_call_tool(
+            self.principal, uri, method="resources/read", upstream=self.context.upstream
+        )
+
+    def upstream(self) -> AbstractContextManager[Any]:
+        return self.stage(SPAN_UPSTREAM)
+
+    # -- the end --------------------------------------------------------------------------------
+
+    async def finish(self, verdict: Verdict | None, outcome: Outcome) -> JSON | None:
+        self.finished = True
+        tool_call = self.context.method == "tools/call"
+        result: JSON | None
+        if isinstance(verdict, Denied):
+            result = tool_error(denied_text(verdict.reason_code, verdict.message)) if tool_call else None
+            self.record(is_error=True)
+        elif outcome.result is not None:
+            result = self._filtered(outcome.result) if tool_call else None
+            final = result if result is not None else outcome.result
+            self.record(is_error=final.get("isError") is True)
+        else:
+            result = None
+            self.record(is_error=True)
+            if self.span is not None and outcome.error is not None:
+                self.span.set_error(str(outcome.error.get("code", "error")))
+        try:
+            await self.write_audit_async()
+        except AuditWriteError:
+            if tool_call:
+                return tool_error(AUDIT_FAILED_TEXT)
+            raise MCPError(code=INTERNAL_ERROR, message=AUDIT_FAILED_TEXT) from None
+        return result
+
+    def _filtered(self, result: JSON) -> JSON | None:
+        spec = self.spec
+        if spec is not None and spec.lists_tables:
+            return self._filter_table_list(result)
+        if self.plan is None:
+            return None
+        filtered = filter_result(result, self.plan)
+        self.record(rows_returned=filtered.rows, truncated=filtered.truncated)
+        if filtered.values_replaced:
+            logger.warning(
+                "upstream returned %d unmasked values under masked columns", filtered.values_replaced
+            )
+        return filtered.result
+
+    def _filter_table_list(self, result: JSON) -> JSON | None:
+        sc = result.get("structuredContent")
+        tables = sc.get("tables") if isinstance(sc, dict) else None
+        if not isinstance(tables, list) or not isinstance(sc, dict):
+            return tool_error("pgwarden could not check this table list, so it is withheld")
+        kept = [
+            t
+            for t in tables
+            if isinstance(t, dict)
+            and self.policy.may_read_relation(
+                self.principal, f"{t.get('schema')}.{t.get('name')}", upstream=self.context.upstream
+            )
+        ]
+        self.record(rows_returned=len(kept))
+        text = json.dumps(kept, indent=2, default=str)
+        return {
+            **result,
+            "structuredContent": {**sc, "tables": kept},
+            "content": [{"type": "text", "text": text}],
+        }
