@@ -111,8 +111,9 @@ class PolicySet:
         self._grants = _BoundedCache()      # relation -> indices of rules whose tables match it
         self._unscoped = frozenset(i for i, r in enumerate(self.rules) if not r.mentions)
         self.sql_tools: frozenset[str] = frozenset(
-            p for r in self.rules if r.tables and "tools/call" in r.methods for p in r.tools)
-        """Tool names and patterns that SQL rules cover (for the proxy's tool map checks)."""
+            p for r in self.rules if r.effect == "allow" and r.tables and "tools/call" in r.methods
+            for p in r.tools)
+        """Tool names and patterns that allow rules granting tables cover (for the proxy's tool map)."""
 
     def __repr__(self) -> str:
         return f"PolicySet({len(self.rules)} rules, revision={self.revision[:12]})"
@@ -367,9 +368,9 @@ def filter_values(value: Any) -> tuple[str | int | float | bool, ...]:
     """A row-filter value (scalar or list of scalars) as a tuple; TypeError for anything else."""
     from celpy import celtypes
 
-    if isinstance(value, celtypes.ListType):
-        return tuple(from_cel_scalar(v) for v in value)
     try:
+        if isinstance(value, celtypes.ListType):
+            return tuple(from_cel_scalar(v) for v in value)
         return (from_cel_scalar(value),)
     except TypeError:
         raise TypeError("value must be a string, number, boolean or a list of them (not null)") from None
