@@ -110,6 +110,14 @@ async def run_proxy(config: ProxyConfig) -> None:
         host, port, path = where
         if config.auth is not None:
             auth = config.auth
+            # Authentication (pgwarden.proxy.auth): refuse an unsafe bind, audit every refusal.
+            from pgwarden.proxy.auth.audit_hook import RefusalAuditor
+
+            try:
+                auth.check_bind(host)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            on_refusal = RefusalAuditor(pipeline.audit) if pipeline.audit is not None else None
             await serve_http(
                 spec,
                 pipeline.gate,
@@ -117,13 +125,17 @@ async def run_proxy(config: ProxyConfig) -> None:
                 host=host,
                 port=port,
                 path=path,
-                wrap=lambda app: AuthMiddleware(app, auth),
+                wrap=lambda app: AuthMiddleware(app, auth, on_refusal=on_refusal),
                 on_connected=hook,
                 forward_upstream_logs=config.forward_upstream_logs,
             )
             return
         if fixed is None:
             raise ConfigError("an HTTP proxy needs auth: (tokens or API keys) or a fixed principal")
+        from pgwarden.proxy.auth.config import is_loopback_host
+
+        if not is_loopback_host(host):  # no credentials checked: never reachable from other machines
+            raise ConfigError(f"an HTTP proxy without auth: listens on loopback only, not {host!r}")
         click.echo(f"pgwarden proxy: no auth configured; every HTTP client is {fixed.id!r}", err=True)
         await serve_http(
             spec,

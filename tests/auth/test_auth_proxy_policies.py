@@ -41,6 +41,7 @@ SAME_QUERY = "SELECT tenant_id, count(*) AS n FROM orders GROUP BY tenant_id ORD
 class Deployed:
     url: str
     key: SigningKey
+    audit_path: Path
 
     def alice_token(self) -> str:
         now = int(time.time())
@@ -119,7 +120,7 @@ def deployed(
                     log.flush()
                     raise RuntimeError("the proxy did not start:\n" + (work / "proxy.log").read_text())
                 time.sleep(0.1)
-            yield Deployed(url, rsa_key)
+            yield Deployed(url, rsa_key, work / "audit.jsonl")
         finally:
             proc.terminate()
             try:
@@ -186,3 +187,8 @@ async def test_bad_token_gets_nothing_through_the_proxy(deployed: Deployed, rsa_
             headers={"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {forged}"},
         )
     assert response.status_code == 401
+    # The refusal is in the proxy's hash-chained audit log, without the token.
+    text = deployed.audit_path.read_text()
+    refusals = [r for r in map(json.loads, text.splitlines()) if r["method"] == "auth/refusal"]
+    assert refusals and refusals[-1]["reason_code"] == "auth.invalid_token"
+    assert forged not in text
