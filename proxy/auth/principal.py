@@ -47,7 +47,7 @@ class Principal(Mapping[str, Any]):
     id: str
     roles: tuple[str, ...] = ()
     tenant: Tenant = None
-    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     scopes: tuple[str, ...] = ()
     auth_method: AuthMethod = "config"
     issuer: str | None = None  # the `iss` of the token it came from, for audit; not a CEL field

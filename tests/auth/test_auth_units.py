@@ -219,3 +219,10 @@ def test_principal_is_the_mapping_the_policy_engine_takes() -> None:
     prepared = PolicyPrincipal(p)
     assert prepared.raw["id"] == "alice" and prepared.raw["tenant"] == 7
     assert prepared.raw["claims"] == {"email": "a@x"}
+
+
+def test_principals_are_hashable_and_compare_by_value() -> None:
+    a = principal_from_mapping({"id": "a", "claims": {"x": [1]}})
+    b = principal_from_mapping({"id": "a", "claims": {"x": [1]}})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != principal_from_mapping({"id": "a", "claims": {"x": [2]}})
