@@ -64,8 +64,14 @@ class AllowAllGate:
         self.opened: list[CallContext] = []
 
     @contextmanager
-    def open(self, context: CallContext, *, tool: str | None = None, prompt: str | None = None,
-             uri: str | None = None) -> Iterator[Any]:
+    def open(
+        self,
+        context: CallContext,
+        *,
+        tool: str | None = None,
+        prompt: str | None = None,
+        uri: str | None = None,
+    ) -> Iterator[Any]:
         self.opened.append(context)
         yield self.exchange(self)
 

@@ -1,0 +1,94 @@
+"""Running proxies for the tests: stdio client parameters, an HTTP proxy process, result rows."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from conftest import HERE, PGWARDEN, child_env
+from mcp import StdioServerParameters
+from mcp_types import CallToolResult
+
+RELAY_PROCESS = HERE / "relay_process.py"
+TEST_UPSTREAM = HERE / "upstream_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stdio_params(args: list[str]) -> StdioServerParameters:
+    """`pgwarden <args>` as a stdio MCP server."""
+    return StdioServerParameters(command=PGWARDEN, args=args, env=child_env())
+
+
+def relay_params(*args: str) -> StdioServerParameters:
+    """The relay with a test gate (tests/proxy/relay_process.py)."""
+    return StdioServerParameters(command=sys.executable, args=[str(RELAY_PROCESS), *args], env=child_env())
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open: {log.read_text(errors='replace')[-2000:]}")
+
+
+@contextmanager
+def http_process(args: list[str], *, port: int, log: Path) -> Iterator[str]:
+    """Run `args` (a process serving MCP on `port`) and yield its URL."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+        try:
+            wait_for_port(port, process, log)
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def result_text(result: CallToolResult) -> str:
+    """Everything the client received, as one string (text items and structured content)."""
+    parts = [getattr(c, "text", "") for c in result.content]
+    if result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, default=str))
+    return "\n".join(parts)
+
+
+def rows(result: CallToolResult) -> list[dict[str, Any]]:
+    """The rows of a result of pgwarden's server (structured) or the reference server (JSON text)."""
+    assert not result.is_error, result_text(result)
+    sc = result.structured_content
+    if sc is not None and "rows" in sc:
+        names = [c["name"] for c in sc["columns"]]
+        return [dict(zip(names, r, strict=True)) for r in sc["rows"]]
+    data = json.loads(result.content[0].text)  # type: ignore[union-attr]
+    assert isinstance(data, list)
+    return data
+
+
+def db_values(dsn: str, sql: str) -> list[Any]:
+    """Every value of a query's rows, as strings (to look for in proxied output)."""
+    with psycopg.connect(dsn) as conn:
+        return [str(v) for row in conn.execute(sql).fetchall() for v in row if v is not None]
