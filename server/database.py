@@ -117,6 +117,7 @@ class Database:
             "prepare_threshold": None,
             "autocommit": False,
         }
+        self._dsn, self._kwargs = dsn, kwargs
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
             dsn, kwargs=kwargs, min_size=settings.pool_min_size, max_size=settings.pool_max_size,
             timeout=settings.pool_timeout_s, open=False, configure=self._configure, reset=self._reset,
@@ -139,6 +140,13 @@ class Database:
 
     async def open(self) -> None:
         """Open the pool and learn the database's name; raise QueryError if unreachable."""
+        try:
+            # One direct attempt first: libpq's own message, at once, instead of a pool timeout.
+            probe = await AsyncConnection.connect(self._dsn, **self._kwargs)
+            await probe.close()
+        except psycopg.Error as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise QueryError(f"cannot connect to the database: {first_line}") from None
         try:
             await self._pool.open(wait=True, timeout=self.settings.pool_timeout_s)
         except PoolTimeout:

@@ -45,3 +45,31 @@ def test_reader_role_cannot_write(reader_dsn: str, admin_dsn: str) -> None:
     with psycopg.connect(admin_dsn) as conn:
         row = conn.execute("SELECT count(*) FROM public.secrets").fetchone()
     assert row is not None and row[0] > 0
+
+
+def test_large_size_is_big_enough_for_benchmarks() -> None:
+    assert demo_data.SIZES["large"].orders >= 1_000_000
+
+
+def test_each_demo_size_has_its_own_database() -> None:
+    from pgwarden.server import embedded
+
+    names = {size: embedded.demo_database_name(size) for size in demo_data.SIZES}
+    assert names["small"] == embedded.DEMO_DATABASE == "pgwarden_demo"
+    assert names["large"] == "pgwarden_demo_large"
+    assert len(set(names.values())) == len(names)
+    with pytest.raises(ValueError):
+        embedded.demo_database_name("huge")
+
+
+def test_unknown_size_is_refused_before_touching_the_database() -> None:
+    with pytest.raises(ValueError):
+        demo_data.seed_database("dbname=never_used", size="huge")
+
+
+def test_payments_match_their_orders(admin_dsn: str) -> None:
+    with psycopg.connect(admin_dsn) as conn:
+        mismatched = conn.execute(
+            "SELECT count(*) FROM public.payments p JOIN public.orders o ON o.id = p.order_id "
+            "WHERE p.amount <> o.total OR p.tenant_id <> o.tenant_id").fetchone()
+    assert mismatched == (0,)

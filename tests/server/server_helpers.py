@@ -128,7 +128,8 @@ def fingerprint(admin_dsn: str) -> dict[str, Any]:
     with psycopg.connect(admin_dsn) as conn:
         for table in tables:
             row = conn.execute(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} t"
+                "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
+                f"FROM {table} t"
             ).fetchone()
             out[table] = row
         out["relations"] = conn.execute(
@@ -136,7 +137,8 @@ def fingerprint(admin_dsn: str) -> dict[str, Any]:
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', "
             "'information_schema', 'pg_toast')").fetchone()
         out["large_objects"] = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
-        out["roles"] = conn.execute("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles").fetchone()
+        out["roles"] = conn.execute(
+            "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles").fetchone()
     return out
 
 
