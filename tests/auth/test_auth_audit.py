@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from servers import bound_socket, serve_asgi
+from auth_servers import bound_socket, serve_asgi
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from conftest import BOB_KEY, ISSUER, SCOPE, EchoDeployment
-from servers import SigningKey, b64url
+from auth_echo import BOB_KEY, ISSUER, SCOPE, EchoDeployment
+from auth_servers import SigningKey, b64url
 
 pytestmark = pytest.mark.anyio
 

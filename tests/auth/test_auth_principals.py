@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from conftest import BOB_KEY, EchoDeployment
+from auth_echo import BOB_KEY, EchoDeployment
+from auth_servers import SigningKey, bound_socket, recording_upstream, serve_asgi
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from servers import SigningKey, bound_socket, recording_upstream, serve_asgi
 
 from pgwarden.proxy.auth import AuthConfig, AuthMiddleware
 from pgwarden.proxy.auth.api_keys import hash_api_key

@@ -19,12 +19,12 @@ import anyio
 import httpx2
 import pytest
 from anyio.from_thread import start_blocking_portal
-from conftest import BOB_KEY, ISSUER, SCOPE
+from auth_echo import BOB_KEY, ISSUER, SCOPE
+from auth_relay_gates import AllowAllGate
+from auth_servers import SigningKey, bound_socket, jwks_server, serve_asgi
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
-from servers import SigningKey, bound_socket, jwks_server, serve_asgi
-from tests_proxy_gates import AllowAllGate
 
 from pgwarden.proxy.auth import AuthConfig, AuthMiddleware, Principal, require_principal
 from pgwarden.proxy.auth.api_keys import hash_api_key

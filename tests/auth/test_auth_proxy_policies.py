@@ -19,9 +19,9 @@ import httpx2
 import psycopg
 import pytest
 import yaml
+from auth_servers import SigningKey, jwks_server
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from servers import SigningKey, jwks_server
 
 from pgwarden.proxy.auth.api_keys import hash_api_key
 

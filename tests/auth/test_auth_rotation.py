@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from servers import JwksServer, SigningKey, bound_socket, jwks_server, serve_asgi
+from auth_servers import JwksServer, SigningKey, bound_socket, jwks_server, serve_asgi
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
