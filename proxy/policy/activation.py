@@ -89,15 +89,22 @@ def sql_to_cel(analysis: Analysis | None) -> CelValue:
 
 
 def build(principal: Principal, request: RequestInfo, analysis: Analysis | None,
-          now: datetime | None) -> Activation:
-    """The activation of one decision: every program of the call evaluates against it."""
-    moment = now if now is not None else datetime.now(UTC)
-    return make_activation({
-        "principal": principal.cel,
-        "request": to_cel(request.to_cel()),
-        "sql": sql_to_cel(analysis),
-        "now": to_cel(moment),
-    })
+          now: datetime | None, variables: frozenset[str] = VARIABLES) -> Activation:
+    """The activation of one decision: every program of the call evaluates against it.
+
+    Only `variables` are converted (the engine passes those its candidate rules read);
+    a program that reads another one fails, which fails closed.
+    """
+    values: dict[str, CelValue] = {}
+    if "principal" in variables:
+        values["principal"] = principal.cel
+    if "request" in variables:
+        values["request"] = to_cel(request.to_cel())
+    if "sql" in variables:
+        values["sql"] = sql_to_cel(analysis)
+    if "now" in variables:
+        values["now"] = to_cel(now if now is not None else datetime.now(UTC))
+    return make_activation(values)
 
 
 SAMPLE_PRINCIPAL = Principal({"id": "sample-user", "roles": ["sample-role"], "tenant": 1,

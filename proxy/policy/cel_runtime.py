@@ -193,6 +193,13 @@ def make_activation(values: Mapping[str, CelValue]) -> cel_eval.Activation:
 
 # ---- values -------------------------------------------------------------------------------
 
+_String = celtypes.StringType
+_Map = celtypes.MapType
+_new_str = str.__new__
+_new_map = dict.__new__
+_fill_map = dict.update
+
+
 def to_cel(value: Any) -> CelValue:
     """Convert JSON-like Python data (plus datetime/timedelta) to CEL values.
 
@@ -201,7 +208,7 @@ def to_cel(value: Any) -> CelValue:
     """
     kind = type(value)
     if kind is str:
-        return celtypes.StringType(value)
+        return _new_str(_String, value)
     if kind is bool:
         return celtypes.BoolType(value)
     if kind is int:
@@ -210,9 +217,13 @@ def to_cel(value: Any) -> CelValue:
         return celtypes.DoubleType(value)
     if value is None:
         return None
-    if isinstance(value, Mapping):
-        return celtypes.MapType({celtypes.StringType(str(k)): to_cel(v) for k, v in value.items()})
-    if isinstance(value, list | tuple | frozenset | set):
+    if kind is dict or isinstance(value, Mapping):
+        # MapType's own __init__ re-checks every key through the ABCs; the keys here are fresh
+        # strings, so fill the dict directly.
+        mapping = _new_map(_Map)
+        _fill_map(mapping, {_new_str(_String, str(k)): to_cel(v) for k, v in value.items()})
+        return mapping
+    if kind is list or kind is tuple or isinstance(value, list | tuple | frozenset | set):
         return celtypes.ListType([to_cel(v) for v in value])
     if isinstance(value, datetime):
         stamp = value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -187,7 +187,8 @@ class PolicySet:
             return self._deny(Reason.TOOL_NOT_ALLOWED,
                               f"{_what(request)} is not allowed by policy", (), (), analysis)
         candidates = self._candidates(targeting, analysis)
-        activation = act.build(principal, request, analysis, now)
+        variables: frozenset[str] = frozenset().union(*(self.rules[i].variables for i in candidates))
+        activation = act.build(principal, request, analysis, now, variables)
         errors: list[RuleError] = []
 
         for index in candidates:

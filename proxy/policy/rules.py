@@ -10,6 +10,7 @@ from celpy.evaluation import Activation
 
 from pgwarden.proxy.guard.model import Mask
 from pgwarden.proxy.policy import cel_inspect, cel_runtime
+from pgwarden.proxy.policy.activation import ROW_FILTER_VARIABLES
 from pgwarden.proxy.policy.cel_runtime import CelEvaluationError, Program
 from pgwarden.proxy.policy.globs import name_matches, relation_matches
 
@@ -30,6 +31,7 @@ class Condition:
     constant: bool | None
     listing: tuple[Program, ...]
     call_dependent: bool
+    variables: frozenset[str] = frozenset()  # top-level variables the condition reads
 
     def evaluate(self, activation: Activation) -> bool:
         """True or False; raises `CelEvaluationError` on error or a non-boolean result."""
@@ -57,6 +59,7 @@ def compile_condition(source: str) -> Condition:
         return Condition(source, None, stripped == "true", (), False)
     tree = cel_runtime.parse(source)
     program = cel_runtime.compile_program(source, tree)
+    variables = frozenset(cel_inspect.references(tree).variables)
     listing: list[Program] = []
     dependent = False
     for part in cel_inspect.conjuncts(tree):
@@ -65,7 +68,7 @@ def compile_condition(source: str) -> Condition:
             continue
         text = cel_inspect.source_of(part, source)
         listing.append(cel_runtime.compile_program(text))
-    return Condition(source, program, None, tuple(listing), dependent)
+    return Condition(source, program, None, tuple(listing), dependent, variables)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -105,6 +108,12 @@ class Rule:
     def restricts(self) -> bool:
         """It carries obligations that narrow what a call returns."""
         return bool(self.masks or self.row_filters or self.row_cap is not None)
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """Activation variables the rule reads (its condition, and its row filters' principal/now)."""
+        used = self.condition.variables
+        return used | ROW_FILTER_VARIABLES if self.row_filters else used
 
     @property
     def mentions(self) -> tuple[str, ...]:
