@@ -40,7 +40,8 @@ class EmbeddedPostgres:
         return psycopg.conninfo.make_conninfo(self.admin_dsn, dbname=database)
 
 
-def start(data_dir: Path | None = None, *, stop_at_exit: bool = False) -> EmbeddedPostgres:
+def start(data_dir: Path | None = None, *, stop_at_exit: bool = False,
+          delete_at_exit: bool = False) -> EmbeddedPostgres:
     """Start (or reuse) the embedded Postgres in `data_dir` and return how to reach it.
 
     With `stop_at_exit` the server is stopped when this process exits (tests); otherwise it
@@ -52,7 +53,8 @@ def start(data_dir: Path | None = None, *, stop_at_exit: bool = False) -> Embedd
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     path = data_dir or default_data_dir()
     path.mkdir(parents=True, exist_ok=True)
-    server = get_server(str(path), cleanup_mode="stop" if stop_at_exit else None)
+    cleanup = "delete" if delete_at_exit else "stop" if stop_at_exit else None
+    server = get_server(str(path), cleanup_mode=cleanup)
     return EmbeddedPostgres(data_dir=path, admin_dsn=server.get_uri())
 
 

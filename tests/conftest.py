@@ -8,7 +8,9 @@ database; set PGWARDEN_TEST_DSN to an *empty* database you own to test against a
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,7 +19,7 @@ from pgwarden.server import demo_data, embedded
 
 
 @pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.DemoDatabase]:
+def demo_db() -> Iterator[embedded.DemoDatabase]:
     """The seeded demo database: `.admin_dsn` (owner) and `.reader_dsn` (SELECT-only role)."""
     external = os.environ.get("PGWARDEN_TEST_DSN")
     if external:
@@ -25,7 +27,11 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.DemoD
         reader = psycopg.conninfo.make_conninfo(external, user=demo_data.READER_ROLE)
         yield embedded.DemoDatabase(admin_dsn=external, reader_dsn=reader)
         return
-    pg = embedded.start(tmp_path_factory.mktemp("pg"), stop_at_exit=True)
+    # Not under pytest's basetemp: Postgres runs as its own OS user, and a concurrent pytest
+    # session resets the basetemp root to mode 0700, which would lock it out.
+    data_dir = Path(tempfile.mkdtemp(prefix="pgwarden-test-pg-"))
+    data_dir.chmod(0o755)
+    pg = embedded.start(data_dir, delete_at_exit=True)
     yield embedded.ensure_demo_database(pg, size="small")
 
 
