@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "guard": "bench.guard_bench",
+    "policy": "bench.policy_bench",
 }
 
 

@@ -1,6 +1,6 @@
 """Decision cost of the policy engine: activation build + rule evaluation + obligation merge.
 
-    python bench/policy_bench.py [--calls 3000]
+    python -m bench policy [--calls 3000]      (or: python bench/policy_bench.py)
 
 For policies of 10, 100 and 1,000 rules, it times `PolicySet.decide` for one tools/call with a
 three-table statement, from the raw principal mapping (what a stateless call costs) and from
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -77,10 +78,10 @@ def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args(argv)   # `python -m bench` passes options to every benchmark
 
     print(f"{'policy':<34} {'rules':>6} {'evaluated':>9} {'median µs':>10} {'p99 µs':>9}")
     for n in (10, 100, 1000):
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
