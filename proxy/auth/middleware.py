@@ -88,18 +88,34 @@ class AuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         try:
-            await self._handle(scope, receive, send)
+            admitted = await self._admit(scope, send)
         except AuthFailure as failure:
             await self._refuse(scope, send, failure)
+            return
+        # Admitted: from here on the app owns the response; nothing below answers for it.
+        if admitted is _SERVED:
+            return
+        if admitted is _PUBLIC:
+            await self.app(_without_credentials(scope), receive, send)
+            return
+        assert isinstance(admitted, Authenticated)
+        counted = scope["method"] in self.config.limits.concurrency_methods
+        try:
+            await self._call_app(scope, receive, send, admitted)
+        finally:
+            if counted:
+                self.limiter.leave(admitted.principal.id)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _admit(self, scope: Scope, send: Send) -> Authenticated | object:
+        """Decide on the request: `Authenticated` (a concurrency slot held when counted),
+        `_PUBLIC`, `_SERVED` (metadata answered here), or `AuthFailure`."""
         headers = Headers(scope=scope)
         if not self._hosts.host_ok(headers.get("host")):
             raise AuthFailure(Refusal.HOST_NOT_ALLOWED, 421, "host not allowed")
         path: str = scope["path"]
         if path in self._metadata_paths:
             await self._serve_metadata(scope, send)
-            return
+            return _SERVED
         if not self._hosts.origin_ok(headers.get("origin")):
             raise AuthFailure(Refusal.ORIGIN_NOT_ALLOWED, 403, "origin not allowed")
         if "access_token" in QueryParams(scope.get("query_string", b"")):
@@ -108,8 +124,7 @@ class AuthMiddleware:
         if len(authorizations) > 1:
             raise invalid_request("more than one Authorization header")
         if path in self._public_paths:
-            await self.app(_without_credentials(scope), receive, send)
-            return
+            return _PUBLIC
 
         auth = await self.authenticator.authenticate(authorizations[0] if authorizations else None)
         principal = auth.principal
@@ -130,11 +145,7 @@ class AuthMiddleware:
                 ),
                 auth,
             )
-        try:
-            await self._call_app(scope, receive, send, auth)
-        finally:
-            if counted:
-                self.limiter.leave(principal.id)
+        return auth
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send, auth: Authenticated) -> None:
         inner = _without_credentials(scope)
@@ -236,6 +247,8 @@ class AuthMiddleware:
             logger.exception("the auth refusal hook failed (the request is refused regardless)")
 
 
+_SERVED = object()  # the middleware answered (metadata)
+_PUBLIC = object()  # a configured public path: no credentials needed
 _CHALLENGED = frozenset({Refusal.MISSING_TOKEN, Refusal.INVALID_TOKEN, Refusal.INSUFFICIENT_SCOPE})
 _ERROR_NAMES = {
     Refusal.HOST_NOT_ALLOWED: "host_not_allowed",

@@ -147,3 +147,32 @@ async def test_client_credential_never_reaches_the_upstream(rsa_key: SigningKey)
     assert seen.get("x-trace") == "kept"  # the relay does forward what it is given
     assert "authorization" not in seen and "proxy-authorization" not in seen
     assert key not in json.dumps(seen)
+
+
+async def test_public_paths_need_no_credentials_and_still_lose_them() -> None:
+    seen: list[list[bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append([k for k, _ in scope["headers"]])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = bound_socket()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = AuthConfig.model_validate(
+        {
+            "resource": base + "/mcp",
+            "public_paths": ["/healthz"],
+            "api_keys": [{"name": "k", "hash": hash_api_key(BOB_KEY), "principal": {"id": "bob"}}],
+        }
+    )
+    with serve_asgi(AuthMiddleware(app, config), sock):
+        async with httpx2.AsyncClient(timeout=10) as client:
+            health = await client.get(base + "/healthz", headers={"Authorization": "Bearer whatever"})
+            other = await client.get(base + "/healthz/../mcp")
+            mcp = await client.get(base + "/mcp")
+    assert health.status_code == 200 and b"authorization" not in seen[0]
+    assert other.status_code == 401 and mcp.status_code == 401
+    assert len(seen) == 1
