@@ -16,6 +16,7 @@ from pgwarden import __version__
 # and a broken optional piece cannot take the others down.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("pgwarden.proxy.audit.cli", "audit"),
+    "demo": ("pgwarden.demo", "demo"),
     "auth": ("pgwarden.proxy.auth.cli", "auth"),
     "policy": ("pgwarden.proxy.policy.cli", "policy"),
     "proxy": ("pgwarden.proxy.cli", "proxy"),
