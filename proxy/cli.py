@@ -156,7 +156,9 @@ async def run_proxy(config: ProxyConfig) -> None:
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML configuration file (upstream, tool map, catalog, principal, audit, ...).",
+    envvar="PGWARDEN_PROXY_CONFIG",
+    help="YAML configuration file (upstream, tool map, catalog, principal, audit, ...); "
+    "also PGWARDEN_PROXY_CONFIG.",
 )
 @click.option("--policy", multiple=True, help="Policy file or directory (repeatable). Required.")
 @click.option(
