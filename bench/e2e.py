@@ -1,0 +1,227 @@
+"""End to end, side by side: the same tools/call sequence direct and through relays/proxies.
+
+For each path (stdio or Streamable HTTP, in front of pgwarden's server or the reference
+server-postgres) every target's session is opened at once, and calls are issued in small
+interleaved batches (target A, B, C, A, B, C, ...), so machine noise hits every target alike.
+Every call uses a different literal (no exact-text cache can help), and the sequence of
+statements is the same for every target.
+
+Workloads: `lookup` (one product by id: the hop dominates) and `analytics` (a typical
+aggregate over orders: Postgres does real work). Ratios are median(target) / median(direct).
+The "policy vs relay" ratio is (proxy − direct) / (relay − direct) on the same path.
+
+    python -m bench e2e [--quick] [--calls N]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+
+from bench import targets as T
+from bench.client import Session, cpu_seconds, open_session
+from bench.database import BenchDatabase
+from bench.stats import fmt, ratio, summary
+
+WORKLOADS: dict[str, Callable[[int], str]] = {
+    "lookup": lambda i: f"SELECT id, name, category, price FROM products WHERE id = {1 + i % 60}",
+    "analytics": lambda i: ("SELECT status, count(*) AS orders, sum(total) AS revenue FROM orders "
+                            f"WHERE ordered_at >= '2024-{1 + i % 12:02d}-01' GROUP BY status "
+                            "ORDER BY revenue DESC"),
+}
+DIRECT = "direct"
+PROXY = "pgwarden proxy"
+PROXY_TMPFS = "pgwarden proxy, audit on tmpfs"
+PROXY_MASKED = "pgwarden proxy, masked policy"
+PW_RELAY = "pgwarden relay, no policy"
+SDK_RELAY = "SDK relay, no policy"
+MCP_PROXY = "mcp-proxy 0.13 (PyPI), no policy"
+
+
+def _tmpfs() -> Path:
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="pgwarden-bench-", dir=shm if shm.is_dir() else None))
+
+
+def build_targets(db: BenchDatabase, workdir: Path, *, include_reference: bool, include_mcp_proxy: bool,
+                  ) -> list[T.Target]:
+    """Every target of the run, grouped by (transport, upstream) in the order they are reported."""
+    out: list[T.Target] = []
+    disk_audit = workdir / "audit"
+    disk_audit.mkdir(parents=True, exist_ok=True)
+    shm_audit = _tmpfs()
+    upstreams = [T.PGWARDEN_SERVER] + ([T.REFERENCE] if include_reference else [])
+    for up in upstreams:
+        server = T.server_command(up, db.reader_dsn)
+        tag = "pw" if up == T.PGWARDEN_SERVER else "ref"
+
+        def proxy(policy: str, audit: Path, listen: str | None = None) -> tuple[str, ...]:
+            return tuple(T.proxy_command(server, policy=policy, catalog_dsn=db.admin_dsn, audit=audit,
+                                         listen=listen))
+
+        out.append(T.Target(DIRECT, up, "stdio", tuple(server), measured=server[1] if up == T.REFERENCE else
+                            "pgwarden server"))
+        out.append(T.Target(SDK_RELAY, up, "stdio", tuple(T.plain_relay_command(server)),
+                            measured="bench.plain_relay"))
+        if up == T.PGWARDEN_SERVER:
+            out.append(T.Target(PW_RELAY, up, "stdio", tuple(T.passthrough_command(server)),
+                                measured="bench.passthrough_relay"))
+        out.append(T.Target(PROXY, up, "stdio", proxy("simple", disk_audit / f"stdio-{tag}.jsonl"),
+                            measured="pgwarden proxy"))
+        if up == T.PGWARDEN_SERVER:
+            out.append(T.Target(PROXY_TMPFS, up, "stdio", proxy("simple", shm_audit / "stdio.jsonl"),
+                                measured="pgwarden proxy"))
+            out.append(T.Target(PROXY_MASKED, up, "stdio", proxy("masked", disk_audit / "stdio-masked.jsonl"),
+                                measured="pgwarden proxy"))
+        # Streamable HTTP front; the proxies and relays reach the server over stdio.
+        if up == T.PGWARDEN_SERVER:
+            port = T.free_port()
+            out.append(T.Target(DIRECT, up, "http", (*server, "--transport", "http", "--host", "127.0.0.1",
+                                                     "--port", str(port)), port=port))
+        if include_mcp_proxy:
+            port = T.free_port()
+            out.append(T.Target(MCP_PROXY, up, "http", tuple(T.mcp_proxy_command(server, port)), port=port))
+        if up == T.PGWARDEN_SERVER:
+            port = T.free_port()
+            out.append(T.Target(PW_RELAY, up, "http", tuple(T.passthrough_command(
+                server, listen=f"http://127.0.0.1:{port}/mcp")), port=port))
+        port = T.free_port()
+        out.append(T.Target(PROXY, up, "http", proxy("simple", disk_audit / f"http-{tag}.jsonl",
+                                                     listen=f"http://127.0.0.1:{port}/mcp"), port=port))
+    return out
+
+
+async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[str, dict[str, Any]]:
+    """Per target and workload: latencies (ms), errors, and the measured process's CPU per call."""
+    samples: dict[str, dict[str, list[float]]] = {s.target.key: {w: [] for w in WORKLOADS} for s in sessions}
+    errors: dict[str, int] = {s.target.key: 0 for s in sessions}
+    for session in sessions:  # warm up: imports, pools, caches of the first statements
+        for workload, make in WORKLOADS.items():
+            for i in range(5):
+                await session.call("query", {"sql": make(10_000 + i)})
+    cpu_start = {s.target.key: cpu_seconds(s.process) for s in sessions}
+    done = 0
+    rotation = 0
+    while done < calls:
+        n = min(batch, calls - done)
+        order = sessions[rotation % len(sessions):] + sessions[:rotation % len(sessions)]
+        rotation += 1
+        for session in order:
+            for workload, make in WORKLOADS.items():
+                for i in range(done, done + n):
+                    elapsed, result = await session.call("query", {"sql": make(i)})
+                    samples[session.target.key][workload].append(elapsed * 1000)
+                    if result.is_error:
+                        errors[session.target.key] += 1
+        done += n
+    out: dict[str, dict[str, Any]] = {}
+    for session in sessions:
+        key = session.target.key
+        used = cpu_seconds(session.process)
+        start = cpu_start[key]
+        cpu_ms = (used - start) * 1000 / (calls * len(WORKLOADS)) if used is not None and start is not None else None
+        out[key] = {
+            "label": session.target.label, "upstream": session.target.upstream,
+            "transport": session.target.transport, "errors": errors[key], "cpu_ms_per_call": cpu_ms,
+            **{w: summary(v) for w, v in samples[key].items()},
+        }
+    return out
+
+
+@contextlib.contextmanager
+def _launch_all(group: list[T.Target]) -> Iterator[dict[str, psutil.Process]]:
+    with ExitStack() as stack:
+        procs = {}
+        for target in group:
+            if target.transport == "http":
+                procs[target.key] = psutil.Process(stack.enter_context(T.launched(target)).pid)
+        yield procs
+
+
+async def _run_group(group: list[T.Target], calls: int, batch: int) -> dict[str, dict[str, Any]]:
+    with _launch_all(group) as procs:
+        async with AsyncExitStack() as stack:
+            sessions = []
+            for target in group:
+                session = await stack.enter_async_context(open_session(target))
+                if target.transport == "http":
+                    session.process = procs[target.key]
+                sessions.append(session)
+            return await _interleaved(sessions, calls, batch)
+
+
+def run(db: BenchDatabase, workdir: Path, *, calls: int, batch: int = 10) -> dict[str, Any]:
+    include_reference = T.has_reference_server()
+    include_mcp_proxy = T.has_mcp_proxy()
+    all_targets = build_targets(db, workdir, include_reference=include_reference,
+                                include_mcp_proxy=include_mcp_proxy)
+    groups: dict[tuple[str, str], list[T.Target]] = {}
+    for target in all_targets:
+        groups.setdefault((target.transport, target.upstream), []).append(target)
+    results: dict[str, Any] = {"calls": calls, "workloads": {w: make(0) for w, make in WORKLOADS.items()},
+                               "reference_server": include_reference, "mcp_proxy": include_mcp_proxy,
+                               "targets": {}}
+    for group in groups.values():
+        results["targets"].update(anyio.run(_run_group, group, calls, batch))
+    return results
+
+
+def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (path, target, workload) with medians, p99 and the ratios against direct/relays."""
+    targets = data["targets"]
+    out = []
+    for key, r in targets.items():
+        transport, upstream, label = key.split("|")
+        direct = targets.get(f"{transport}|{upstream}|{DIRECT}") or targets.get(f"stdio|{upstream}|{DIRECT}")
+        direct_note = "" if f"{transport}|{upstream}|{DIRECT}" in targets else " (vs stdio direct)"
+        relays = [targets.get(f"{transport}|{upstream}|{name}") for name in (SDK_RELAY, MCP_PROXY, PW_RELAY)]
+        for workload in WORKLOADS:
+            med, p99 = r[workload]["median"], r[workload]["p99"]
+            row: dict[str, Any] = {"transport": transport, "upstream": upstream, "label": label,
+                                   "workload": workload, "median": med, "p99": p99,
+                                   "cpu_ms_per_call": r.get("cpu_ms_per_call"), "errors": r["errors"],
+                                   "direct_note": direct_note}
+            if direct is not None and label != DIRECT:
+                base = direct[workload]["median"]
+                row["ratio"] = ratio(med, base)
+                row["added_ms"] = med - base
+                if label in (PROXY, PROXY_TMPFS):
+                    for relay in relays:
+                        if relay is not None:
+                            added = relay[workload]["median"] - base
+                            row[f"vs {relay['label']}"] = ratio(med - base, added)
+            out.append(row)
+    return out
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = ["| path | upstream | target | workload | median ms | p99 ms | added ms (median) | ratio to direct "
+             "| middle process CPU ms/call |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows(data):
+        cpu = row["cpu_ms_per_call"]
+        lines.append(f"| {row['transport']} | {row['upstream']} | {row['label']} | {row['workload']} "
+                     f"| {fmt(row['median'])} | {fmt(row['p99'])} | {fmt(row.get('added_ms'))}{row['direct_note']} "
+                     f"| {fmt(row.get('ratio'))} | {fmt(cpu) if row['label'] != DIRECT else '(server) ' + fmt(cpu)} |")
+    errors = {k: v["errors"] for k, v in data["targets"].items() if v["errors"]}
+    if errors:
+        lines.append(f"\nCalls that returned isError: {errors}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    calls = int(argv[argv.index("--calls") + 1]) if "--calls" in argv else (30 if "--quick" in argv else 200)
+    db = BenchDatabase.start()
+    with tempfile.TemporaryDirectory(prefix="pgwarden-bench-") as tmp:
+        print(markdown(run(db, Path(tmp), calls=calls)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
