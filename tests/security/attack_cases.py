@@ -270,16 +270,20 @@ add("catalog", "dba", DENY,
     ("breakglass-pg-shadow", "SELECT passwd FROM pg_catalog.pg_shadow"),
     ("breakglass-pg-user-mappings", "SELECT umoptions FROM pg_catalog.pg_user_mappings"),
 )
-one("catalog", "dba", "breakglass-pg-stats-histogram-of-api-keys",
-    "SELECT histogram_bounds::text FROM pg_catalog.pg_stats "
-    "WHERE tablename = 'secrets' AND attname = 'api_key'",
-    ANY)
-one("catalog", "dba", "breakglass-pg-statistic-values",
-    "SELECT stavalues1::text, stavalues2::text FROM pg_catalog.pg_statistic WHERE stakind1 > 0", ANY)
-one("catalog", "dba", "breakglass-pg-stats-most-common",
-    "SELECT most_common_vals::text, histogram_bounds::text FROM pg_catalog.pg_stats "
-    "WHERE tablename = 'secrets'",
-    ANY)
+# Planner statistics hold sampled values of every column: the break-glass policy's "API keys
+# stay hashed" must hold there too.
+add("catalog", "dba", DENY,
+    ("breakglass-pg-stats-histogram-of-api-keys",
+     "SELECT histogram_bounds::text FROM pg_catalog.pg_stats "
+     "WHERE tablename = 'secrets' AND attname = 'api_key'"),
+    ("breakglass-pg-statistic-values",
+     "SELECT stavalues1::text, stavalues2::text FROM pg_catalog.pg_statistic WHERE stakind1 > 0"),
+    ("breakglass-pg-stats-most-common",
+     "SELECT most_common_vals::text, histogram_bounds::text FROM pg_catalog.pg_stats"),
+    ("breakglass-pg-stats-ext", "SELECT * FROM pg_catalog.pg_stats_ext"),
+)
+one("catalog", "dba", "breakglass-pg-class-is-fine",
+    "SELECT relname FROM pg_catalog.pg_class ORDER BY relname", ALLOW)
 
 # -- search_path and temp-schema shadowing --------------------------------------------------------
 add("shadowing", "analyst", DENY,
