@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from server_helpers import HttpServer
-
-# The attack tests use this timeout so that pg_sleep past it returns quickly.
-ATTACK_TIMEOUT_MS = 1000
+from server_helpers import ATTACK_TIMEOUT_MS, HttpServer
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,9 @@ LEGACY = "legacy"          # initialize handshake; negotiates 2025-11-25
 MODERN = "2026-07-28"      # stateless protocol, no handshake
 SERVER_MODULE = ["-m", "pgwarden.server"]
 
+# The attack tests use this timeout so that pg_sleep past it returns quickly.
+ATTACK_TIMEOUT_MS = 1000
+
 
 def server_env(dsn: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a server process: ours minus PGWARDEN_* and OTEL_*, plus `extra`."""

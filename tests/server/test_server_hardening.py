@@ -12,8 +12,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import ATTACK_TIMEOUT_MS
-from server_helpers import fingerprint, query, run, session, text_of
+from server_helpers import ATTACK_TIMEOUT_MS, fingerprint, query, run, session, text_of
 
 ATTACKS = [
     "COMMIT; INSERT INTO public.secrets VALUES (9999, 1, 'x', 'stolen', now())",
