@@ -273,6 +273,14 @@ class Relay:
                 message=str(error.get("message", "")),
                 data=error.get("data"),
             )
+        if result.get("resultType") == "input_required" and not is_modern(ctx.protocol_version):
+            # A 2026-07-28 upstream asks for client input inside the result; a handshake-era
+            # client has no way to answer it, and must not mistake it for a final result.
+            raise MCPError(
+                code=INVALID_REQUEST,
+                message="the upstream server needs input from the client (sampling, elicitation or roots) "
+                "in a form this client's protocol version cannot carry",
+            )
         return adapt_result(result, ctx.protocol_version)
 
     # -- front connections (for upstream-initiated traffic) ------------------------------------

@@ -1,8 +1,11 @@
-"""Running proxies for the tests: stdio client parameters, an HTTP proxy process, result rows."""
+"""Running proxies for the tests: where things are, stdio client parameters, an HTTP proxy
+process, result rows. (Named uniquely: test modules import it, never `conftest`.)"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,9 +16,74 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from conftest import HERE, PGWARDEN, child_env
 from mcp import StdioServerParameters
 from mcp_types import CallToolResult
+
+HERE = Path(__file__).parent
+REPO = HERE.parent.parent
+NODE_DIR = REPO / "tests" / "node"
+REFERENCE_SERVER = (
+    NODE_DIR / "node_modules" / "@modelcontextprotocol" / "server-postgres" / "dist" / "index.js"
+)
+POLICY = HERE / "policies" / "relay.yaml"
+PGWARDEN = str(Path(sys.executable).parent / "pgwarden")
+
+ANALYST = {"id": "ann", "roles": ["analyst"]}
+SUPPORT = {"id": "sam", "roles": ["support"], "tenant": 2}
+NOBODY = {"id": "ivy", "roles": []}
+
+
+def node_url(dsn: str) -> str:
+    """A libpq conninfo (Unix socket) as a URL node-postgres accepts."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    user, db, host = info.get("user", "postgres"), info.get("dbname", "postgres"), info.get("host", "")
+    if str(host).startswith("/"):
+        return f"postgresql://{user}@localhost/{db}?host={host}"
+    return f"postgresql://{user}@{host}:{info.get('port', 5432)}/{db}"
+
+
+def has_node() -> bool:
+    return shutil.which("node") is not None and REFERENCE_SERVER.exists()
+
+
+def reference_command(dsn: str) -> list[str]:
+    return ["node", str(REFERENCE_SERVER), node_url(dsn)]
+
+
+def pgwarden_server_command(dsn: str) -> list[str]:
+    return [PGWARDEN, "server", "--dsn", dsn]
+
+
+def proxy_args(
+    upstream: list[str],
+    principal: dict[str, object],
+    *,
+    audit: Path,
+    catalog_dsn: str,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """`pgwarden proxy …` arguments for a stdio proxy in front of `upstream`."""
+    return [
+        "proxy",
+        "--policy",
+        str(POLICY),
+        "--principal",
+        json.dumps(principal),
+        "--catalog-dsn",
+        catalog_dsn,
+        "--audit-log",
+        str(audit),
+        *extra,
+        "--",
+        *upstream,
+    ]
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
 
 RELAY_PROCESS = HERE / "relay_process.py"
 TEST_UPSTREAM = HERE / "upstream_server.py"

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PGWARDEN, child_env
+from proxy_helpers import PGWARDEN, child_env
 
 
 @pytest.mark.slow

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ANALYST, NODE_DIR, PGWARDEN, POLICY, child_env, pgwarden_server_command
-from proxy_helpers import db_values
+from proxy_helpers import ANALYST, NODE_DIR, PGWARDEN, POLICY, child_env, db_values, pgwarden_server_command
 
 pytestmark = [
     pytest.mark.node,

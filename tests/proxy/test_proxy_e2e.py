@@ -13,19 +13,24 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import (
+from mcp import Client
+from proxy_helpers import (
     ANALYST,
     NOBODY,
     PGWARDEN,
     POLICY,
     SUPPORT,
+    db_values,
+    free_port,
     has_node,
+    http_process,
     pgwarden_server_command,
     proxy_args,
     reference_command,
+    result_text,
+    rows,
+    stdio_params,
 )
-from mcp import Client
-from proxy_helpers import db_values, free_port, http_process, result_text, rows, stdio_params
 
 pytestmark = pytest.mark.anyio
 

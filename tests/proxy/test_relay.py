@@ -11,11 +11,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import child_env
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CreateMessageResult, TextContent
-from proxy_helpers import RELAY_PROCESS, TEST_UPSTREAM, free_port, http_process, relay_params
+from proxy_helpers import RELAY_PROCESS, TEST_UPSTREAM, child_env, free_port, http_process, relay_params
 
 pytestmark = pytest.mark.anyio
 MODES = ["legacy", "2026-07-28"]
