@@ -459,6 +459,11 @@ add("masked_inference", "dba", ANY,
     ("breakglass-api-key-whole-row", "SELECT row_to_json(s)::text FROM secrets s"),
     ("breakglass-api-key-agg", "SELECT string_agg(api_key, ',') FROM secrets"),
 )
+add("masked_inference", "analyst", ANY,
+    ("column-alias-list", "SELECT count(*), max(e), max(nid) FROM customers AS c(i, t, n, e, p, nid)"),
+    ("three-part-column-reference", "SELECT max(public.customers.national_id) FROM public.customers"),
+    ("tablesample", "SELECT count(*), max(email) FROM customers TABLESAMPLE SYSTEM (100)"),
+)
 # The analyst policy means "customers in aggregate only", but GROUP BY the primary key is an aggregate.
 one("masked_inference", "analyst", "group-by-primary-key-lists-customers",
     "SELECT id, name, country, count(*) FROM customers GROUP BY id, name, country", DENY,
@@ -487,6 +492,16 @@ for who in ("support", "tenant"):
         ("table-statement", "SELECT count(*) FROM (TABLE orders) s"),
         ("recursive-cte", "WITH RECURSIVE r AS (SELECT id FROM orders UNION SELECT id FROM r WHERE false) "
                           "SELECT count(*) FROM r"),
+        # A derived table is not a security barrier: a predicate that raises an error on other
+        # tenants' rows would reveal them if Postgres evaluated it before the row filter.
+        ("error-probe-division", "SELECT count(*) FROM orders WHERE 1 / (tenant_id - 2) > -5"),
+        ("error-probe-case", "SELECT count(*) FROM orders "
+                             "WHERE 1 / (CASE WHEN tenant_id = 2 AND total > 500 THEN 0 ELSE 1 END) = 1"),
+        ("error-probe-cast", "SELECT count(*) FROM orders "
+                             "WHERE (CASE WHEN tenant_id = 3 THEN 'x' ELSE '1' END)::int = 1"),
+        ("error-probe-join", "SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id "
+                             "WHERE 1 / (c.tenant_id - 2) > -5"),
+        ("inheritance-star", "SELECT count(*) FROM orders*"),
         oracle=T1_ORDERS)
     add("row_filter", who, ALLOW,
         ("other-tenant-predicate", "SELECT count(*) FROM orders WHERE tenant_id = 2"),

@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -455,15 +457,31 @@ def find_leaks(reply: Reply, secrets: dict[str, set[str]]) -> list[str]:
     return found
 
 
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+
+
 def normalise(value: Any) -> Any:
-    """A value as it compares across psycopg rows and JSON rows."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
+    """A value as it compares across psycopg rows and JSON rows (numeric as exact strings,
+    timestamps as ISO 8601 in UTC, json as sorted JSON)."""
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, Decimal | float | int):
         return str(Decimal(str(value)).normalize())
-    return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    text = str(value)
+    if _NUMBER.match(text):
+        return str(Decimal(text).normalize())
+    if _TIMESTAMP.match(text):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(text)
+            return parsed.astimezone(UTC).isoformat() if parsed.tzinfo else parsed.isoformat()
+    return text
 
 
 def rows_of(dsn: str, sql: str) -> list[tuple[Any, ...]]:
