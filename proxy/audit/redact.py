@@ -19,8 +19,10 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
 
 PLACEHOLDER = "?"
+_POSTGRES = Postgres()
 MAX_PARSE_CHARS = 64 * 1024  # longer text is not parsed here (cost); it is stored as length + hash
 
 # Every node class that carries a constant written by the author of the statement.
@@ -95,6 +97,15 @@ def _unredactable(sql: str) -> RedactedSQL:
     return RedactedSQL(text=None, length=len(sql), sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest())
 
 
+def _redacted_text(tree: exp.Expr) -> str | None:
+    """The tree's SQL with constants replaced and comments dropped; None if a constant survives.
+    Transforms `tree` in place."""
+    redacted = tree.transform(_replace_constant, copy=False)
+    if _still_holds_constant(redacted):
+        return None
+    return _POSTGRES.generate(redacted, copy=False, comments=False)  # the tree is ours: no copy
+
+
 def redact_sql(sql: str) -> RedactedSQL:
     """Parse `sql` (Postgres dialect), replace every constant with `?`, drop comments, regenerate.
 
@@ -109,12 +120,28 @@ def redact_sql(sql: str) -> RedactedSQL:
         for tree in trees:
             if tree is None:
                 continue
-            redacted = tree.transform(_replace_constant, copy=False)  # our own fresh tree
-            if _still_holds_constant(redacted):
+            text = _redacted_text(tree)  # our own fresh tree
+            if text is None:
                 return _unredactable(sql)
-            parts.append(redacted.sql(dialect="postgres", comments=False))
+            parts.append(text)
     except Exception:  # any parser or generator failure: store nothing of the text
         return _unredactable(sql)
     if not parts:
         return _unredactable(sql)
     return RedactedSQL(text="; ".join(parts), length=len(sql))
+
+
+def redact_tree(tree: exp.Expr, sql: str) -> RedactedSQL:
+    """`redact_sql(sql)` from a tree the caller already parsed (Postgres dialect) from `sql`, or
+    generated `sql` from: no second parse. The tree is transformed in place, so pass one you
+    own (a copy, or a tree nothing uses any more). Never raises.
+    """
+    if len(sql) > MAX_PARSE_CHARS:
+        return _unredactable(sql)
+    try:
+        text = _redacted_text(tree)
+    except Exception:  # any generator failure: store nothing of the text
+        return _unredactable(sql)
+    if text is None:
+        return _unredactable(sql)
+    return RedactedSQL(text=text, length=len(sql))

@@ -267,6 +267,7 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
         row_filters_applied=tuple(filtered),
         row_cap=obligations.row_cap,
         relations=stmt.analysis.relations,
+        tree=tree,
     )
 
 

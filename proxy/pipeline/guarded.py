@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
+from pgwarden.proxy.audit.redact import redact_tree
 from pgwarden.proxy.guard.catalog import Catalog
 from pgwarden.proxy.guard.enforce import enforce
 from pgwarden.proxy.guard.model import GuardDenied, Mask, Reason
@@ -258,12 +259,14 @@ class GuardedExchange:
         self, tool: str, arguments: Mapping[str, Any], sql: str, spec: ToolSpec
     ) -> str | Denied:
         policy = self.policy
-        self.record(sql=sql)
         try:
             with self.stage(SPAN_ANALYSE):
                 statement = parse_statement(sql, search_path=policy.search_path)
         except GuardDenied as denied:
+            self.record(sql=sql)
             return self._deny(denied.code, denied.message)
+        # Redact for the audit record from the guard's own parse (same parser, same dialect).
+        self.record(sql_redacted=redact_tree(statement.tree.root().copy(), sql))
         with self.stage(SPAN_DECIDE):
             decision = policy.decide(
                 self.principal, self._request("tools/call", tool, arguments), statement.analysis
@@ -299,7 +302,8 @@ class GuardedExchange:
             masked_columns=rewrite.masked_columns,
             row_filters=rewrite.row_filters_applied,
             row_cap=cap,
-            sent_sql=rewrite.sql,
+            sent_sql_redacted=redact_tree(rewrite.tree, rewrite.sql) if rewrite.tree is not None else None,
+            sent_sql=rewrite.sql if rewrite.tree is None else None,
             fingerprint=rewrite.fingerprint,
         )
         return rewrite.sql

@@ -130,6 +130,8 @@ class RequestSpan:
         policy_revision: str | None = None,
         sql: str | None = None,
         sent_sql: str | None = None,
+        sql_redacted: RedactedSQL | None = None,
+        sent_sql_redacted: RedactedSQL | None = None,
         fingerprint: str | None = None,
         rows_returned: int | None = None,
         truncated: bool | None = None,
@@ -139,7 +141,9 @@ class RequestSpan:
 
         `sql` is the statement as received and `sent_sql` the rewritten statement sent upstream,
         both raw: they are redacted here (literals → `?`) before they reach a span or the audit
-        log. `is_error` is the `isError` of the result the client gets (a deny is an error).
+        log. A caller that already redacted them (from its own parse tree, `redact_tree`) passes
+        `sql_redacted` / `sent_sql_redacted` instead, which saves a parse per statement.
+        `is_error` is the `isError` of the result the client gets (a deny is an error).
         """
         o = self.outcome
         attrs: dict[str, Any] = {}
@@ -172,16 +176,16 @@ class RequestSpan:
         if policy_revision is not None:
             o.policy_revision = policy_revision
             attrs[A.POLICY_REVISION] = policy_revision
-        if sql is not None:
-            o.sql = redact_sql(sql)
+        if sql is not None or sql_redacted is not None:
+            o.sql = sql_redacted if sql_redacted is not None else redact_sql(sql or "")
             attrs[A.SQL_ORIGINAL_LENGTH] = o.sql.length
             if o.sql.text is not None:
                 attrs[A.SQL_ORIGINAL_REDACTED] = o.sql.text
             if fingerprint is None and o.fingerprint is None and o.sql.fingerprint is not None:
                 o.fingerprint = o.sql.fingerprint
                 attrs[A.SQL_FINGERPRINT] = o.fingerprint
-        if sent_sql is not None:
-            o.sql_sent = redact_sql(sent_sql)
+        if sent_sql is not None or sent_sql_redacted is not None:
+            o.sql_sent = sent_sql_redacted if sent_sql_redacted is not None else redact_sql(sent_sql or "")
             if o.sql_sent.text is not None:
                 attrs[A.SQL_REDACTED] = o.sql_sent.text
         if fingerprint is not None:
