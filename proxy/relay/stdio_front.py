@@ -86,7 +86,7 @@ def error_for_line(line: bytes) -> types.JSONRPCError:
     """The JSON-RPC error answering a line that is not a valid message."""
     try:
         body: Any = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting exhausts json's recursion
         return types.JSONRPCError(
             jsonrpc="2.0", id=None, error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error")
         )
