@@ -92,6 +92,8 @@ async def run_load(
                 while time.monotonic() < deadline:
                     await call_marker(client, next(counter), stats, sql)
         except Exception as exc:  # a session that could not be opened or broke: counted, not hidden
+            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]
             stats.sessions_failed += 1
             stats.note(f"session: {type(exc).__name__}: {exc}")
 
