@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean soak security-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Security and reliability suites with the long budgets (200 sessions for a minute, bigger fuzzing).
+soak: $(STAMP)
+	PGWARDEN_SOAK=1 $(BIN)/pytest -q tests/security tests/reliability
+
+# Run both suites and rewrite the results table in SECURITY.md (add PGWARDEN_SOAK=1 for the long run).
+security-report: $(STAMP)
+	$(BIN)/python tests/security/security_report.py --json build/security-results.json
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules
