@@ -11,13 +11,16 @@ cannot damage the shared one.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets as pysecrets
+import sys
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from security_harness import (
@@ -35,6 +38,21 @@ from security_harness import (
 )
 
 from pgwarden.server import embedded
+
+
+def _proxy_helpers() -> Any:
+    """The proxy tests' helpers (reference server command, node checks), from tests/proxy."""
+    path = Path(__file__).resolve().parent.parent / "proxy" / "proxy_helpers.py"
+    spec = importlib.util.spec_from_file_location("pgwarden_test_proxy_helpers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PROXY_HELPERS = _proxy_helpers()
+REFERENCE = "reference:"  # session key prefix: the same principal in front of server-postgres 0.6.2
 
 OPEN_SESSIONS = 3  # proxies kept open at once (each is a proxy and a server process)
 
@@ -90,7 +108,7 @@ class SessionPool:
         self.calls: dict[str, int] = {}  # principal -> calls made (for the audit count)
 
     def audit_path(self, key: str) -> Path:
-        return self.log_dir / f"audit-{key}.jsonl"
+        return self.log_dir / f"audit-{key.replace(':', '-')}.jsonl"
 
     def get(self, key: str) -> McpSession:
         if key in self.open:
@@ -99,12 +117,17 @@ class SessionPool:
         while len(self.open) >= OPEN_SESSIONS:
             _, oldest = self.open.popitem(last=False)
             oldest.__exit__(None, None, None)
-        upstream = server_command(
-            self.scratch.admin_dsn, "--no-statement-check", "--max-rows", "100000",
-            "--max-result-bytes", "50000000",
-        )
+        if key.startswith(REFERENCE):
+            # The reference server runs whatever it gets in a READ ONLY transaction that
+            # `COMMIT; …` escapes: with the owner's DSN, only the proxy stands in the way.
+            upstream = PROXY_HELPERS.reference_command(self.scratch.admin_dsn)
+        else:
+            upstream = server_command(
+                self.scratch.admin_dsn, "--no-statement-check", "--max-rows", "100000",
+                "--max-result-bytes", "50000000",
+            )
         command = proxy_command(
-            PRINCIPALS[key], upstream=upstream, catalog_dsn=self.scratch.reader_dsn,
+            PRINCIPALS[key.removeprefix(REFERENCE)], upstream=upstream, catalog_dsn=self.scratch.reader_dsn,
             audit_log=self.audit_path(key),
         )
         session = stdio_proxy_session(command).__enter__()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from attack_cases import ALLOW, CASES, DENY, REFUSED, Case, by_class
-from conftest import ScratchDatabase, SessionPool
+from conftest import PROXY_HELPERS, REFERENCE, ScratchDatabase, SessionPool
 from security_harness import (
     HANG_LIMIT_S,
     PGWARDEN,
@@ -114,6 +114,49 @@ def test_attack(
     check_own_ids(case, reply, db_secrets)
 
 
+REFERENCE_PRINCIPALS = ("analyst", "tenant", "support")
+
+
+def _reference_params() -> list[Any]:
+    return [
+        pytest.param(c, id=c.id, marks=[pytest.mark.node])
+        for c in ORDERED
+        if c.principal in REFERENCE_PRINCIPALS and c.method == "tools/call" and c.tool == "query"
+        and c.arguments is None and not c.xfail
+        and c.cls != "resource"  # the reference server sets no statement timeout: those would run on
+    ]
+
+
+@pytest.mark.parametrize("case", _reference_params())
+def test_attack_through_the_reference_server(
+    case: Case,
+    proxy_pool: SessionPool,
+    db_secrets: Secrets,
+    scratch_db: ScratchDatabase,
+    canary_file: tuple[Path, str],
+    record_property: Any,
+) -> None:
+    """The same cases in front of @modelcontextprotocol/server-postgres 0.6.2 (owner DSN; its only
+    protection is a READ ONLY transaction that `COMMIT; …` escapes). Its results are JSON text,
+    so the checks are the leak scan, the expectation and, afterwards, the database fingerprint."""
+    if not PROXY_HELPERS.has_node():
+        pytest.skip("node and tests/node/node_modules are needed (make test installs them)")
+    key = REFERENCE + case.principal
+    reply = send(proxy_pool.get(key), case, {"db": scratch_db.name, "canary": str(canary_file[0])})
+    proxy_pool.calls[key] = proxy_pool.calls.get(key, 0) + 1
+    record_property("attack_class", case.cls)
+    leaks = find_leaks(reply, db_secrets.for_principal(PRINCIPALS[case.principal].secrets_profile))
+    record_property("leaks", len(leaks))
+    assert not leaks, f"LEAK of {len(leaks)} secret values: {leaks[:5]}"
+    assert reply.elapsed_s < HANG_LIMIT_S, f"the call took {reply.elapsed_s:.1f}s"
+    if case.expect == DENY:
+        assert reply.denied, f"expected pgwarden to deny; got {reply.summary()}"
+    elif case.expect == REFUSED:
+        assert reply.is_error, f"expected a refusal; got {reply.summary()}"
+    elif case.expect == ALLOW:
+        assert not reply.is_error, f"expected the call to go through; got {reply.summary()}"
+
+
 def test_database_unchanged_after_the_attacks(
     proxy_pool: SessionPool, scratch_db: ScratchDatabase, fingerprint_before: dict[str, object]
 ) -> None:
@@ -130,7 +173,8 @@ def test_every_call_left_exactly_one_audit_record(proxy_pool: SessionPool, db_se
         tool_records = [r for r in records if r.get("method") in policed]
         assert len(tool_records) == calls, f"{key}: {calls} calls, {len(tool_records)} audit records"
         text = path.read_text()
-        leaks = [kind for kind, values in db_secrets.for_principal(PRINCIPALS[key].secrets_profile).items()
+        profile = PRINCIPALS[key.removeprefix(REFERENCE)].secrets_profile
+        leaks = [kind for kind, values in db_secrets.for_principal(profile).items()
                  if any(v in text for v in values)]
         assert not leaks, f"secret values in the audit log of {key}: {leaks}"
         verify = subprocess.run([PGWARDEN, "audit", "verify", str(path)], capture_output=True, text=True)
