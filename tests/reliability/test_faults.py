@@ -25,11 +25,11 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from conftest import FAULT_LOAD
 from load_driver import LoadStats, audit_records, run_load
 from mcp import Client
 from pgserver._commands import pg_ctl
 from pgserver.postgres_server import get_server
+from reliability_profile import FAULT_LOAD
 from security_harness import (
     PRINCIPALS,
     RAW,

@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import LOAD
 from load_driver import audit_records, run_load
+from reliability_profile import LOAD
 from security_harness import PGWARDEN, PRINCIPALS, ProxyProcess, free_port, proxy_command, server_command
 
 

@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     collector = Collector()
     code = pytest.main(["-q", "-p", "no:cacheprovider", *SUITES, *extra], plugins=[collector])
     summary = summarise(collector.results)
+    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR) \
+            or summary["attacks"]["cases"] == 0:
+        print("the suites did not run to the end: SECURITY.md left unchanged", file=sys.stderr)
+        return int(code) or 1
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip() or "unknown"
     body = table(summary, soak=os.environ.get("PGWARDEN_SOAK") == "1", commit=commit)

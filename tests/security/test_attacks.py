@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from attack_cases import ALLOW, CASES, DENY, REFUSED, Case, by_class
-from conftest import PROXY_HELPERS, REFERENCE, ScratchDatabase, SessionPool
 from security_harness import (
     HANG_LIMIT_S,
     PGWARDEN,
@@ -26,6 +25,7 @@ from security_harness import (
     reply_rows,
     rows_of,
 )
+from security_sessions import PROXY_HELPERS, REFERENCE, ScratchDatabase, SessionPool
 
 MIN_CASES = 200
 

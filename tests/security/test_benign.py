@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ScratchDatabase, SessionPool
 from security_harness import reply_rows, rows_of
+from security_sessions import ScratchDatabase, SessionPool
 
 MIN_SUCCESS = 0.95
 

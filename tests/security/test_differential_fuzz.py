@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 import sqlglot
 from attack_cases import CASES
-from conftest import SessionPool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pglast import parser as pgparser
 from security_harness import POLICIES, Secrets, find_leaks
+from security_sessions import SessionPool
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 from test_benign import benign_items

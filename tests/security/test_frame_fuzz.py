@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from conftest import ScratchDatabase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_harness import (
@@ -34,6 +33,7 @@ from security_harness import (
     proxy_command,
     server_command,
 )
+from security_sessions import ScratchDatabase
 
 SOAK = os.environ.get("PGWARDEN_SOAK") == "1"
 FRAME_EXAMPLES = 1500 if SOAK else 120
