@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -24,11 +25,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
-from pgwarden.proxy.audit.redact import redact_tree
+from pgwarden.proxy.audit.redact import RedactedSQL, redact_tree
 from pgwarden.proxy.guard.catalog import Catalog
 from pgwarden.proxy.guard.enforce import enforce
 from pgwarden.proxy.guard.model import GuardDenied, Mask, Reason
-from pgwarden.proxy.guard.parse import parse_statement
+from pgwarden.proxy.guard.parse import Statement, parse_statement
 from pgwarden.proxy.pipeline.gate import JSON, Allowed, CallContext, Denied, ListKind, Outcome, Verdict
 from pgwarden.proxy.policy.activation import Principal as PolicyPrincipal
 from pgwarden.proxy.policy.activation import RequestInfo
@@ -47,6 +48,10 @@ PolicySource = Callable[[], PolicySet]
 """The current policy (a `PolicyWatcher.current`, or a constant for a fixed policy)."""
 
 AUDIT_FAILED_TEXT = "pgwarden could not write the audit record of this call, so its result is withheld."
+
+STATEMENT_CACHE_SIZE = 256
+"""Statements (parsed, analysed and redacted) kept per gate, by exact text and search path."""
+CACHEABLE_SQL_CHARS = 8192  # longer statements are analysed every time (bounded memory)
 
 
 def principal_id(principal: Any) -> str:
@@ -88,6 +93,29 @@ class GuardedGate:
         self.audit = audit
         self.sql_looking_tools: set[str] = set()  # unmapped tools whose schema looks like SQL
         self._principals: dict[int, tuple[Any, PolicyPrincipal]] = {}
+        self._statements: OrderedDict[tuple[str, tuple[str, ...]], tuple[Statement, RedactedSQL]]
+        self._statements = OrderedDict()
+
+    def statement(self, sql: str, search_path: tuple[str, ...]) -> tuple[Statement, RedactedSQL]:
+        """`parse_statement` of `sql` and its redaction for the audit record, cached by exact text.
+
+        Both are pure functions of the text and the search path (no catalog is involved), and a
+        `Statement` is never mutated (`enforce` rewrites a copy), so a statement sent again is
+        not parsed again. A denied statement raises `GuardDenied` and is never cached.
+        """
+        key = (sql, search_path)
+        hit = self._statements.get(key)
+        if hit is not None:
+            self._statements.move_to_end(key)
+            return hit
+        statement = parse_statement(sql, search_path=search_path)
+        # Redacted from the guard's own parse (same parser, same dialect): no second parse.
+        entry = (statement, redact_tree(statement.tree.root().copy(), sql))
+        if len(sql) <= CACHEABLE_SQL_CHARS:
+            self._statements[key] = entry
+            if len(self._statements) > STATEMENT_CACHE_SIZE:
+                self._statements.popitem(last=False)
+        return entry
 
     def prepared(self, principal: Any) -> PolicyPrincipal:
         """The principal converted once for the policy engine (cached per principal object)."""
@@ -261,12 +289,11 @@ class GuardedExchange:
         policy = self.policy
         try:
             with self.stage(SPAN_ANALYSE):
-                statement = parse_statement(sql, search_path=policy.search_path)
+                statement, redacted = self.gate.statement(sql, tuple(policy.search_path))
         except GuardDenied as denied:
             self.record(sql=sql)
             return self._deny(denied.code, denied.message)
-        # Redact for the audit record from the guard's own parse (same parser, same dialect).
-        self.record(sql_redacted=redact_tree(statement.tree.root().copy(), sql))
+        self.record(sql_redacted=redacted)
         with self.stage(SPAN_DECIDE):
             decision = policy.decide(
                 self.principal, self._request("tools/call", tool, arguments), statement.analysis
