@@ -27,7 +27,7 @@ from bench.targets import Target, child_env
 class Session:
     target: Target
     mcp: ClientSession
-    process: psutil.Process | None     # the measured process (proxy/relay/server), when found
+    process: psutil.Process | None  # the measured process (proxy/relay/server), when found
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[float, types.CallToolResult]:
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=arguments))
@@ -44,26 +44,31 @@ def find_process(marker: str | None, root: psutil.Process | None = None) -> psut
     found = None
     for child in root.children(recursive=True):
         try:
-            if marker in " ".join(child.cmdline()):
-                if found is None or child.create_time() >= found.create_time():
-                    found = child
+            if marker in " ".join(child.cmdline()) and (
+                found is None or child.create_time() >= found.create_time()
+            ):
+                found = child
         except psutil.Error:
             continue
     return found
 
 
 @asynccontextmanager
-async def open_session(target: Target, *, http_timeout: float = 60.0,
-                       root: psutil.Process | None = None) -> AsyncIterator[Session]:
+async def open_session(
+    target: Target, *, http_timeout: float = 60.0, root: psutil.Process | None = None
+) -> AsyncIterator[Session]:
     """An initialised MCP session with `target` (spawned for stdio; by URL for HTTP)."""
     async with AsyncExitStack() as stack:
         if target.transport == "stdio":
-            params = StdioServerParameters(command=target.command[0], args=list(target.command[1:]),
-                                           env={**child_env(), **target.env})
+            params = StdioServerParameters(
+                command=target.command[0], args=list(target.command[1:]), env={**child_env(), **target.env}
+            )
             read, write = await stack.enter_async_context(stdio_client(params))
         else:
             http = await stack.enter_async_context(httpx2.AsyncClient(timeout=httpx2.Timeout(http_timeout)))
-            read, write = await stack.enter_async_context(streamable_http_client(target.url, http_client=http))
+            read, write = await stack.enter_async_context(
+                streamable_http_client(target.url, http_client=http)
+            )
         session = await stack.enter_async_context(ClientSession(read, write))
         await session.initialize()
         yield Session(target, session, find_process(target.measured, root))

@@ -26,8 +26,8 @@ from pgwarden.server import demo_data, embedded
 @dataclass(frozen=True)
 class BenchDatabase:
     data_dir: Path
-    admin_dsn: str      # owner of the demo database
-    reader_dsn: str     # SELECT-only role: what the MCP servers are given
+    admin_dsn: str  # owner of the demo database
+    reader_dsn: str  # SELECT-only role: what the MCP servers are given
     server: embedded.EmbeddedPostgres
     seed_seconds: float
 
@@ -70,7 +70,13 @@ def reader_of(dsn: str) -> str:
 
 def grant_reader(dsn: str, schema: str = "public") -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-            sql.Identifier(schema), sql.Identifier(demo_data.READER_ROLE)))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
-            sql.Identifier(schema), sql.Identifier(demo_data.READER_ROLE)))
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(demo_data.READER_ROLE)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(demo_data.READER_ROLE)
+            )
+        )

@@ -33,9 +33,11 @@ from bench.stats import fmt, ratio, summary
 
 WORKLOADS: dict[str, Callable[[int], str]] = {
     "lookup": lambda i: f"SELECT id, name, category, price FROM products WHERE id = {1 + i % 60}",
-    "analytics": lambda i: ("SELECT status, count(*) AS orders, sum(total) AS revenue FROM orders "
-                            f"WHERE ordered_at >= '2024-{1 + i % 12:02d}-01' GROUP BY status "
-                            "ORDER BY revenue DESC"),
+    "analytics": lambda i: (
+        "SELECT status, count(*) AS orders, sum(total) AS revenue FROM orders "
+        f"WHERE ordered_at >= '2024-{1 + i % 12:02d}-01' GROUP BY status "
+        "ORDER BY revenue DESC"
+    ),
 }
 DIRECT = "direct"
 PROXY = "pgwarden proxy"
@@ -51,8 +53,13 @@ def _tmpfs() -> Path:
     return Path(tempfile.mkdtemp(prefix="pgwarden-bench-", dir=shm if shm.is_dir() else None))
 
 
-def build_targets(db: BenchDatabase, workdir: Path, *, include_reference: bool, include_mcp_proxy: bool,
-                  ) -> list[T.Target]:
+def build_targets(
+    db: BenchDatabase,
+    workdir: Path,
+    *,
+    include_reference: bool,
+    include_mcp_proxy: bool,
+) -> list[T.Target]:
     """Every target of the run, grouped by (transport, upstream) in the order they are reported."""
     out: list[T.Target] = []
     disk_audit = workdir / "audit"
@@ -63,39 +70,101 @@ def build_targets(db: BenchDatabase, workdir: Path, *, include_reference: bool, 
         server = T.server_command(up, db.reader_dsn)
         tag = "pw" if up == T.PGWARDEN_SERVER else "ref"
 
-        def proxy(policy: str, audit: Path, listen: str | None = None) -> tuple[str, ...]:
-            return tuple(T.proxy_command(server, policy=policy, catalog_dsn=db.admin_dsn, audit=audit,
-                                         listen=listen))
+        def proxy(
+            policy: str, audit: Path, listen: str | None = None, server: list[str] = server
+        ) -> tuple[str, ...]:
+            return tuple(
+                T.proxy_command(server, policy=policy, catalog_dsn=db.admin_dsn, audit=audit, listen=listen)
+            )
 
-        out.append(T.Target(DIRECT, up, "stdio", tuple(server), measured=server[1] if up == T.REFERENCE else
-                            "pgwarden server"))
-        out.append(T.Target(SDK_RELAY, up, "stdio", tuple(T.plain_relay_command(server)),
-                            measured="bench.plain_relay"))
+        out.append(
+            T.Target(
+                DIRECT,
+                up,
+                "stdio",
+                tuple(server),
+                measured=server[1] if up == T.REFERENCE else "pgwarden server",
+            )
+        )
+        out.append(
+            T.Target(
+                SDK_RELAY, up, "stdio", tuple(T.plain_relay_command(server)), measured="bench.plain_relay"
+            )
+        )
         if up == T.PGWARDEN_SERVER:
-            out.append(T.Target(PW_RELAY, up, "stdio", tuple(T.passthrough_command(server)),
-                                measured="bench.passthrough_relay"))
-        out.append(T.Target(PROXY, up, "stdio", proxy("simple", disk_audit / f"stdio-{tag}.jsonl"),
-                            measured="pgwarden proxy"))
+            out.append(
+                T.Target(
+                    PW_RELAY,
+                    up,
+                    "stdio",
+                    tuple(T.passthrough_command(server)),
+                    measured="bench.passthrough_relay",
+                )
+            )
+        out.append(
+            T.Target(
+                PROXY,
+                up,
+                "stdio",
+                proxy("simple", disk_audit / f"stdio-{tag}.jsonl"),
+                measured="pgwarden proxy",
+            )
+        )
         if up == T.PGWARDEN_SERVER:
-            out.append(T.Target(PROXY_TMPFS, up, "stdio", proxy("simple", shm_audit / "stdio.jsonl"),
-                                measured="pgwarden proxy"))
-            out.append(T.Target(PROXY_MASKED, up, "stdio", proxy("masked", disk_audit / "stdio-masked.jsonl"),
-                                measured="pgwarden proxy"))
+            out.append(
+                T.Target(
+                    PROXY_TMPFS,
+                    up,
+                    "stdio",
+                    proxy("simple", shm_audit / "stdio.jsonl"),
+                    measured="pgwarden proxy",
+                )
+            )
+            out.append(
+                T.Target(
+                    PROXY_MASKED,
+                    up,
+                    "stdio",
+                    proxy("masked", disk_audit / "stdio-masked.jsonl"),
+                    measured="pgwarden proxy",
+                )
+            )
         # Streamable HTTP front; the proxies and relays reach the server over stdio.
         if up == T.PGWARDEN_SERVER:
             port = T.free_port()
-            out.append(T.Target(DIRECT, up, "http", (*server, "--transport", "http", "--host", "127.0.0.1",
-                                                     "--port", str(port)), port=port))
+            out.append(
+                T.Target(
+                    DIRECT,
+                    up,
+                    "http",
+                    (*server, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
+                    port=port,
+                )
+            )
         if include_mcp_proxy:
             port = T.free_port()
             out.append(T.Target(MCP_PROXY, up, "http", tuple(T.mcp_proxy_command(server, port)), port=port))
         if up == T.PGWARDEN_SERVER:
             port = T.free_port()
-            out.append(T.Target(PW_RELAY, up, "http", tuple(T.passthrough_command(
-                server, listen=f"http://127.0.0.1:{port}/mcp")), port=port))
+            out.append(
+                T.Target(
+                    PW_RELAY,
+                    up,
+                    "http",
+                    tuple(T.passthrough_command(server, listen=f"http://127.0.0.1:{port}/mcp")),
+                    port=port,
+                )
+            )
         port = T.free_port()
-        out.append(T.Target(PROXY, up, "http", proxy("simple", disk_audit / f"http-{tag}.jsonl",
-                                                     listen=f"http://127.0.0.1:{port}/mcp"), port=port))
+        out.append(
+            T.Target(
+                PROXY,
+                up,
+                "http",
+                proxy("simple", disk_audit / f"http-{tag}.jsonl", listen=f"http://127.0.0.1:{port}/mcp"),
+                port=port,
+            )
+        )
     return out
 
 
@@ -104,7 +173,7 @@ async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[
     samples: dict[str, dict[str, list[float]]] = {s.target.key: {w: [] for w in WORKLOADS} for s in sessions}
     errors: dict[str, int] = {s.target.key: 0 for s in sessions}
     for session in sessions:  # warm up: imports, pools, caches of the first statements
-        for workload, make in WORKLOADS.items():
+        for make in WORKLOADS.values():
             for i in range(5):
                 await session.call("query", {"sql": make(10_000 + i)})
     cpu_start = {s.target.key: cpu_seconds(s.process) for s in sessions}
@@ -112,7 +181,7 @@ async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[
     rotation = 0
     while done < calls:
         n = min(batch, calls - done)
-        order = sessions[rotation % len(sessions):] + sessions[:rotation % len(sessions)]
+        order = sessions[rotation % len(sessions) :] + sessions[: rotation % len(sessions)]
         rotation += 1
         for session in order:
             for workload, make in WORKLOADS.items():
@@ -127,10 +196,17 @@ async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[
         key = session.target.key
         used = cpu_seconds(session.process)
         start = cpu_start[key]
-        cpu_ms = (used - start) * 1000 / (calls * len(WORKLOADS)) if used is not None and start is not None else None
+        cpu_ms = (
+            (used - start) * 1000 / (calls * len(WORKLOADS))
+            if used is not None and start is not None
+            else None
+        )
         out[key] = {
-            "label": session.target.label, "upstream": session.target.upstream,
-            "transport": session.target.transport, "errors": errors[key], "cpu_ms_per_call": cpu_ms,
+            "label": session.target.label,
+            "upstream": session.target.upstream,
+            "transport": session.target.transport,
+            "errors": errors[key],
+            "cpu_ms_per_call": cpu_ms,
             **{w: summary(v) for w, v in samples[key].items()},
         }
     return out
@@ -146,7 +222,8 @@ def _launch_all(group: list[T.Target]) -> Iterator[dict[str, psutil.Process]]:
         yield procs
 
 
-async def _run_group(group: list[T.Target], calls: int, batch: int) -> dict[str, dict[str, Any]]:
+async def run_group(group: list[T.Target], calls: int, batch: int) -> dict[str, dict[str, Any]]:
+    """Open every target of one path at once and run the interleaved calls (see the module doc)."""
     with _launch_all(group) as procs:
         async with AsyncExitStack() as stack:
             sessions = []
@@ -161,16 +238,21 @@ async def _run_group(group: list[T.Target], calls: int, batch: int) -> dict[str,
 def run(db: BenchDatabase, workdir: Path, *, calls: int, batch: int = 10) -> dict[str, Any]:
     include_reference = T.has_reference_server()
     include_mcp_proxy = T.has_mcp_proxy()
-    all_targets = build_targets(db, workdir, include_reference=include_reference,
-                                include_mcp_proxy=include_mcp_proxy)
+    all_targets = build_targets(
+        db, workdir, include_reference=include_reference, include_mcp_proxy=include_mcp_proxy
+    )
     groups: dict[tuple[str, str], list[T.Target]] = {}
     for target in all_targets:
         groups.setdefault((target.transport, target.upstream), []).append(target)
-    results: dict[str, Any] = {"calls": calls, "workloads": {w: make(0) for w, make in WORKLOADS.items()},
-                               "reference_server": include_reference, "mcp_proxy": include_mcp_proxy,
-                               "targets": {}}
+    results: dict[str, Any] = {
+        "calls": calls,
+        "workloads": {w: make(0) for w, make in WORKLOADS.items()},
+        "reference_server": include_reference,
+        "mcp_proxy": include_mcp_proxy,
+        "targets": {},
+    }
     for group in groups.values():
-        results["targets"].update(anyio.run(_run_group, group, calls, batch))
+        results["targets"].update(anyio.run(run_group, group, calls, batch))
     return results
 
 
@@ -185,10 +267,17 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
         relays = [targets.get(f"{transport}|{upstream}|{name}") for name in (SDK_RELAY, MCP_PROXY, PW_RELAY)]
         for workload in WORKLOADS:
             med, p99 = r[workload]["median"], r[workload]["p99"]
-            row: dict[str, Any] = {"transport": transport, "upstream": upstream, "label": label,
-                                   "workload": workload, "median": med, "p99": p99,
-                                   "cpu_ms_per_call": r.get("cpu_ms_per_call"), "errors": r["errors"],
-                                   "direct_note": direct_note}
+            row: dict[str, Any] = {
+                "transport": transport,
+                "upstream": upstream,
+                "label": label,
+                "workload": workload,
+                "median": med,
+                "p99": p99,
+                "cpu_ms_per_call": r.get("cpu_ms_per_call"),
+                "errors": r["errors"],
+                "direct_note": direct_note,
+            }
             if direct is not None and label != DIRECT:
                 base = direct[workload]["median"]
                 row["ratio"] = ratio(med, base)
@@ -203,13 +292,18 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    lines = ["| path | upstream | target | workload | median ms | p99 ms | added ms (median) | ratio to direct "
-             "| middle process CPU ms/call |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| path | upstream | target | workload | median ms | p99 ms | added ms (median) | ratio to direct "
+        "| middle process CPU ms/call |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for row in rows(data):
         cpu = row["cpu_ms_per_call"]
-        lines.append(f"| {row['transport']} | {row['upstream']} | {row['label']} | {row['workload']} "
-                     f"| {fmt(row['median'])} | {fmt(row['p99'])} | {fmt(row.get('added_ms'))}{row['direct_note']} "
-                     f"| {fmt(row.get('ratio'))} | {fmt(cpu) if row['label'] != DIRECT else '(server) ' + fmt(cpu)} |")
+        lines.append(
+            f"| {row['transport']} | {row['upstream']} | {row['label']} | {row['workload']} "
+            f"| {fmt(row['median'])} | {fmt(row['p99'])} | {fmt(row.get('added_ms'))}{row['direct_note']} "
+            f"| {fmt(row.get('ratio'))} | {fmt(cpu) if row['label'] != DIRECT else '(server) ' + fmt(cpu)} |"
+        )
     errors = {k: v["errors"] for k, v in data["targets"].items() if v["errors"]}
     if errors:
         lines.append(f"\nCalls that returned isError: {errors}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -40,7 +41,9 @@ def _version(dist: str) -> str:
 
 def _node_version() -> str:
     try:
-        return subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "not installed"
 
@@ -53,10 +56,8 @@ def _busiest_processes(limit: int = 5) -> list[str]:
         return []
     procs = list(psutil.process_iter(["pid", "name", "cmdline"]))
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.cpu_percent(None)
-        except psutil.Error:
-            pass
     import time
 
     time.sleep(1.0)
@@ -84,7 +85,9 @@ def describe(postgres_version: str | None = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "postgres": postgres_version or "unknown",
         "node": _node_version(),
-        "packages": {d: _version(d) for d in ("mcp", "sqlglot", "sqlglotc", "cel-python", "pglast", "psycopg")},
+        "packages": {
+            d: _version(d) for d in ("mcp", "sqlglot", "sqlglotc", "cel-python", "pglast", "psycopg")
+        },
         "load_at_start": [round(x, 2) for x in load],
         "busy_at_start": _busiest_processes(),
     }

@@ -42,8 +42,14 @@ class _PassExchange:
 
 class PassThroughGate:
     @contextmanager
-    def open(self, context: CallContext, *, tool: str | None = None, prompt: str | None = None,
-             uri: str | None = None) -> Iterator[_PassExchange]:
+    def open(
+        self,
+        context: CallContext,
+        *,
+        tool: str | None = None,
+        prompt: str | None = None,
+        uri: str | None = None,
+    ) -> Iterator[_PassExchange]:
         yield _PassExchange()
 
 
@@ -51,7 +57,7 @@ def main(argv: list[str]) -> None:
     listen = None
     if "--listen" in argv:
         listen = argv[argv.index("--listen") + 1]
-    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
     if not command:
         raise SystemExit("usage: python -m bench.passthrough_relay [--listen URL] -- COMMAND ARGS...")
     spec = UpstreamSpec(command=tuple(command))
@@ -61,7 +67,9 @@ def main(argv: list[str]) -> None:
         anyio.run(lambda: serve_stdio(spec, gate, {"id": "bench"}))
     else:
         host, port, path = where
-        anyio.run(lambda: serve_http(spec, gate, lambda _ctx: {"id": "bench"}, host=host, port=port, path=path))
+        anyio.run(
+            lambda: serve_http(spec, gate, lambda _ctx: {"id": "bench"}, host=host, port=port, path=path)
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def build(upstream_command: list[str]) -> Server[Any]:
         return await upstream(ctx).list_tools()
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        request = types.CallToolRequest(params=types.CallToolRequestParams(name=params.name,
-                                                                           arguments=params.arguments))
+        request = types.CallToolRequest(
+            params=types.CallToolRequestParams(name=params.name, arguments=params.arguments)
+        )
         return await upstream(ctx).send_request(request, types.CallToolResult)
 
     return Server("bench-plain-relay", lifespan=lifespan, on_list_tools=list_tools, on_call_tool=call_tool)
@@ -52,7 +53,7 @@ async def serve(upstream_command: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    command = argv[argv.index("--") + 1:] if "--" in argv else argv
+    command = argv[argv.index("--") + 1 :] if "--" in argv else argv
     if not command:
         raise SystemExit("usage: python -m bench.plain_relay -- COMMAND ARGS...")
     anyio.run(serve, command)

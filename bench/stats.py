@@ -19,7 +19,13 @@ def summary(samples: Sequence[float]) -> dict[str, Any]:
     """`{n, median, p99, mean, min}` of `samples` (same unit as the samples)."""
     values = sorted(samples)
     if not values:
-        return {"n": 0, "median": float("nan"), "p99": float("nan"), "mean": float("nan"), "min": float("nan")}
+        return {
+            "n": 0,
+            "median": float("nan"),
+            "p99": float("nan"),
+            "mean": float("nan"),
+            "min": float("nan"),
+        }
     return {
         "n": len(values),
         "median": statistics.median(values),

@@ -24,7 +24,16 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PGWARDEN = str(BIN / "pgwarden")
-REFERENCE_SERVER = REPO / "tests" / "node" / "node_modules" / "@modelcontextprotocol" / "server-postgres" / "dist" / "index.js"
+REFERENCE_SERVER = (
+    REPO
+    / "tests"
+    / "node"
+    / "node_modules"
+    / "@modelcontextprotocol"
+    / "server-postgres"
+    / "dist"
+    / "index.js"
+)
 RELAY_VENV = REPO / "bench" / ".venv-relay"
 MCP_PROXY = RELAY_VENV / "bin" / "mcp-proxy"
 POLICIES = REPO / "bench" / "policies"
@@ -36,12 +45,12 @@ REFERENCE = "server-postgres 0.6.2"
 
 @dataclass(frozen=True)
 class Target:
-    label: str                       # how the report names it ("direct", "pgwarden proxy", ...)
-    upstream: str                    # PGWARDEN_SERVER or REFERENCE
-    transport: str                   # "stdio" | "http"
-    command: tuple[str, ...]         # stdio: what the client spawns; http: the process to launch
+    label: str  # how the report names it ("direct", "pgwarden proxy", ...)
+    upstream: str  # PGWARDEN_SERVER or REFERENCE
+    transport: str  # "stdio" | "http"
+    command: tuple[str, ...]  # stdio: what the client spawns; http: the process to launch
     port: int | None = None
-    measured: str | None = None      # a cmdline fragment of the process whose CPU/RSS we read
+    measured: str | None = None  # a cmdline fragment of the process whose CPU/RSS we read
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -91,11 +100,27 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def proxy_command(upstream_cmd: Sequence[str], *, policy: str, catalog_dsn: str, audit: Path,
-                  listen: str | None = None, principal: dict[str, object] | None = None) -> list[str]:
-    cmd = [PGWARDEN, "proxy", "--policy", str(POLICIES / f"{policy}.yaml"),
-           "--principal", json.dumps(principal or PRINCIPAL), "--catalog-dsn", catalog_dsn,
-           "--audit-log", str(audit)]
+def proxy_command(
+    upstream_cmd: Sequence[str],
+    *,
+    policy: str,
+    catalog_dsn: str,
+    audit: Path,
+    listen: str | None = None,
+    principal: dict[str, object] | None = None,
+) -> list[str]:
+    cmd = [
+        PGWARDEN,
+        "proxy",
+        "--policy",
+        str(POLICIES / f"{policy}.yaml"),
+        "--principal",
+        json.dumps(principal or PRINCIPAL),
+        "--catalog-dsn",
+        catalog_dsn,
+        "--audit-log",
+        str(audit),
+    ]
     if listen:
         cmd += ["--listen", listen]
     return [*cmd, "--", *upstream_cmd]
@@ -111,8 +136,18 @@ def passthrough_command(upstream_cmd: Sequence[str], listen: str | None = None) 
 
 
 def mcp_proxy_command(upstream_cmd: Sequence[str], port: int) -> list[str]:
-    return [str(MCP_PROXY), "--host", "127.0.0.1", "--port", str(port), "--pass-environment",
-            "--log-level", "WARNING", "--", *upstream_cmd]
+    return [
+        str(MCP_PROXY),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--pass-environment",
+        "--log-level",
+        "WARNING",
+        "--",
+        *upstream_cmd,
+    ]
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -132,9 +167,15 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None
 def launched(target: Target, timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """Start an HTTP target's process, wait until it listens, stop it on exit."""
     assert target.port is not None
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(target.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            env={**child_env(), **target.env}, cwd=REPO)
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        target.command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env={**child_env(), **target.env},
+        cwd=REPO,
+    )
     try:
         try:
             _wait_port(target.port, proc, timeout)

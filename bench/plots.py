@@ -1,0 +1,151 @@
+"""The report's figures (matplotlib, Agg backend), one PNG per section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+    return plt
+
+
+def guard(data: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    labels, medians, p99s = [], [], []
+    for row in data["builds"]:
+        build = "sqlglotc" if row["sqlglotc"] else "pure Python"
+        for policy in ("simple", "masked"):
+            labels.append(f"{build}\n{policy}")
+            medians.append(row[policy]["wall_us"]["median"] / 1000)
+            p99s.append(row[policy]["wall_us"]["p99"] / 1000)
+    xs = range(len(labels))
+    ax.bar(xs, medians, color="#4c72b0", label="median")
+    ax.scatter(xs, p99s, color="#c44e52", marker="_", s=400, label="p99")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="target (masked, median)")
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("ms per call")
+    ax.set_title("Guard cost per call (whole gate: analyse, decide, rewrite, re-validate, audit)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def e2e(rows: list[dict[str, Any]], path: Path) -> None:
+    plt = _pyplot()
+    paths = sorted({(r["transport"], r["upstream"]) for r in rows}, key=lambda p: (p[1], p[0]))
+    fig, axes = plt.subplots(len(paths), 1, figsize=(7.5, 1.9 * len(paths) + 0.6), squeeze=False)
+    for ax, (transport, upstream) in zip(axes[:, 0], paths, strict=True):
+        group = [r for r in rows if r["transport"] == transport and r["upstream"] == upstream]
+        labels = list(dict.fromkeys(r["label"] for r in group))
+        for offset, workload, color in ((-0.2, "lookup", "#4c72b0"), (0.2, "analytics", "#dd8452")):
+            values = {r["label"]: r for r in group if r["workload"] == workload}
+            ys = [values[label]["median"] for label in labels]
+            ax.barh([i + offset for i in range(len(labels))], ys, height=0.4, color=color, label=workload)
+            ax.scatter(
+                [values[label]["p99"] for label in labels],
+                [i + offset for i in range(len(labels))],
+                marker="|",
+                color="#c44e52",
+                s=60,
+            )
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_title(f"{transport} front, upstream {upstream} (bars: median; ticks: p99)", fontsize=9)
+        ax.set_xlabel("ms per tools/call")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def throughput(data: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for label, rows in data["results"].items():
+        xs = [r["clients"] for r in rows]
+        left.plot(xs, [r["calls_per_s"] for r in rows], marker="o", label=label)
+        right.plot(xs, [r["latency_ms"]["p99"] for r in rows], marker="o", label=label)
+    for ax, title in ((left, "calls/s"), (right, "p99 latency (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent HTTP clients")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def scale(data: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(10.5, 3.2))
+    rules = data["rules"]
+    a.plot(
+        [r["rules"] for r in rules], [r["decide_us"]["median"] for r in rules], marker="o", label="indexed"
+    )
+    a.plot(
+        [r["rules"] for r in rules],
+        [r["unindexed_decide_us"]["median"] for r in rules],
+        marker="o",
+        label="unindexed worst case",
+    )
+    a.axhline(200, color="grey", linestyle="--", linewidth=1, label="target at 100 rules")
+    a.set_xscale("log")
+    a.set_yscale("log")
+    a.set_xlabel("rules")
+    a.set_title("policy decision, median µs")
+    a.legend(fontsize=7)
+    per_call = data["catalog_per_call"]
+    b.plot(
+        [r["tables"] for r in per_call],
+        [r["cpu_us"]["median"] / 1000 for r in per_call],
+        marker="o",
+        label="gate CPU per call (ms)",
+    )
+    loads = data["catalog_load"]
+    b.plot(
+        [r["tables"] for r in loads],
+        [r["load_ms"] / 1000 for r in loads],
+        marker="s",
+        label="catalog load from DB (s)",
+    )
+    b.set_xscale("log")
+    b.set_xlabel("tables in catalog")
+    b.set_title("catalog size")
+    b.legend(fontsize=7)
+    rs = data["result_size"]
+    names = ["1k rows", f"{rs['rows'] // 1000}k rows"]
+    for who, color, off in (("proxy", "#4c72b0", -0.2), ("server", "#55a868", 0.2)):
+        peaks = [rs[t]["peak_mib"][who] or 0 for t in ("small", "big")]
+        c.bar([i + off for i in range(2)], peaks, width=0.4, color=color, label=f"{who} peak RSS")
+    c.set_xticks(range(2), names)
+    c.set_ylabel("MiB")
+    c.set_title(f"capped query (row cap {rs['cap']})")
+    c.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def soak(data: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3))
+    samples = data["rss_mib"]
+    for who in ("proxy", "server"):
+        ax.plot([s["calls"] for s in samples], [s[who] for s in samples], marker=".", label=who)
+    ax.set_xlabel("calls after warm-up")
+    ax.set_ylabel("RSS MiB")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Soak: {data['calls']:,} calls through the proxy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
