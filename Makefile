@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: install system-deps demo test lint bench clean soak security-report
+.PHONY: install system-deps demo test lint bench bench-quick bench-relay clean soak security-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,25 @@ lint: $(STAMP)
 	$(BIN)/ruff check pgwarden/__init__.py pgwarden/cli.py proxy server tests bench
 	$(BIN)/mypy -p pgwarden
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# The benchmark suite writes BENCHMARKS.md and bench/plots/*.png (ARGS=--quick: under 2 minutes).
+BENCH_STAMP := $(VENV)/.bench-installed
+RELAY_VENV  := bench/.venv-relay
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,fast,bench]'
+	touch $@
+
+# mcp-proxy (PyPI), the no-policy relay baseline, pins mcp 1.x: it gets a venv of its own.
+bench-relay:
+	@test -x $(RELAY_VENV)/bin/mcp-proxy || { $(PYTHON) -m venv $(RELAY_VENV) && \
+	  $(RELAY_VENV)/bin/pip install --quiet mcp-proxy==0.13.0; } || \
+	  echo "mcp-proxy could not be installed: the benchmarks run without that baseline"
+
+bench: $(BENCH_STAMP) $(NODE_STAMP) bench-relay
+	$(BIN)/python -m bench $(ARGS)
+
+bench-quick: $(BENCH_STAMP) $(NODE_STAMP) bench-relay
+	$(BIN)/python -m bench --quick $(ARGS)
 
 # Security and reliability suites with the long budgets (200 sessions for a minute, bigger fuzzing).
 soak: $(STAMP)
