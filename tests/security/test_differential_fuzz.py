@@ -33,6 +33,7 @@ from pglast import parser as pgparser
 from security_harness import POLICIES, Secrets, find_leaks
 from security_sessions import SessionPool
 from sqlglot import exp
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.scope import traverse_scope
 from test_benign import benign_items
 
@@ -158,6 +159,8 @@ def sqlglot_view(sql: str) -> View | None:
     )
     relations: set[str] = set()
     try:
+        if root is not None:  # fold unquoted names as Postgres does (`R` is the CTE `r`)
+            root = normalize_identifiers(root, dialect="postgres")
         for scope in traverse_scope(root) if root is not None else []:
             for source in scope.sources.values():
                 if isinstance(source, exp.Table) and source.name:
@@ -170,7 +173,7 @@ def sqlglot_view(sql: str) -> View | None:
 
 def _ident(node: Any) -> str:
     if isinstance(node, exp.Identifier):
-        return node.this if node.quoted else node.this.lower()
+        return str(node.this)
     return str(node.name if isinstance(node, exp.Expression) else node).lower()
 
 
