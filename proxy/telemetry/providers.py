@@ -46,6 +46,10 @@ class Providers:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
+    # False only when nothing can ever see them: no span (log) exporter was configured and the
+    # providers are not installed globally, where other code could add processors later.
+    exports_spans: bool = True
+    exports_logs: bool = True
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -167,4 +171,6 @@ def build_providers(
         readers.append(PeriodicExportingMetricReader(
             metric_exporter, export_interval_millis=config.metric_export_interval_ms))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-    return Providers(tracer_provider, meter_provider, logger_provider)
+    shared = config.set_global or config.sdk_spans
+    return Providers(tracer_provider, meter_provider, logger_provider,
+                     exports_spans=bool(span_out) or shared, exports_logs=bool(log_out) or shared)

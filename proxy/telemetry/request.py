@@ -81,6 +81,13 @@ class RequestSpan:
         exception messages may quote SQL) and propagates.
         """
         start = time.perf_counter()
+        if not self._telemetry.providers.exports_spans:
+            # Nothing exports spans: skip building one nobody can see; the stage is still timed.
+            try:
+                yield trace.INVALID_SPAN
+            finally:
+                self._stage_done(name, start)
+            return
         kind = SpanKind.CLIENT if name == A.SPAN_UPSTREAM else SpanKind.INTERNAL
         with self._telemetry.tracer.start_as_current_span(
             name, kind=kind, attributes=attributes or None, record_exception=False,
@@ -93,11 +100,14 @@ class RequestSpan:
                 span.set_status(StatusCode.ERROR)
                 raise
             finally:
-                elapsed = time.perf_counter() - start
-                stages = self.outcome.stage_seconds
-                stages[name] = stages.get(name, 0.0) + elapsed
-                if name == A.SPAN_UPSTREAM:
-                    self._telemetry.metrics.upstream_duration(elapsed, self.method, self.tool)
+                self._stage_done(name, start)
+
+    def _stage_done(self, name: str, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        stages = self.outcome.stage_seconds
+        stages[name] = stages.get(name, 0.0) + elapsed
+        if name == A.SPAN_UPSTREAM:
+            self._telemetry.metrics.upstream_duration(elapsed, self.method, self.tool)
 
     def inject_meta(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Add W3C `traceparent`/`tracestate` of the current span (the upstream child when called

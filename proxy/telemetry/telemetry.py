@@ -122,7 +122,10 @@ class Telemetry:
                 req._finish()
 
     def emit_audit_record(self, record: Mapping[str, Any], span: Span | None = None) -> None:
-        """Emit an audit record as an OpenTelemetry log record (event `pgwarden.audit`)."""
+        """Emit an audit record as an OpenTelemetry log record (event `pgwarden.audit`); nothing
+        when no log exporter is configured (no one could receive it)."""
+        if not self.providers.exports_logs:
+            return
         context = trace.set_span_in_context(span) if span is not None else None
         body = _without_nulls(record)
         deny = record.get("decision") != "allow"
