@@ -15,11 +15,9 @@ The "policy vs relay" ratio is (proxy − direct) / (relay − direct) on the sa
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, ExitStack
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,27 +210,31 @@ async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[
     return out
 
 
-@contextlib.contextmanager
-def _launch_all(group: list[T.Target]) -> Iterator[dict[str, psutil.Process]]:
-    with ExitStack() as stack:
-        procs = {}
-        for target in group:
-            if target.transport == "http":
-                procs[target.key] = psutil.Process(stack.enter_context(T.launched(target)).pid)
-        yield procs
-
-
 async def run_group(group: list[T.Target], calls: int, batch: int) -> dict[str, dict[str, Any]]:
-    """Open every target of one path at once and run the interleaved calls (see the module doc)."""
-    with _launch_all(group) as procs:
-        async with AsyncExitStack() as stack:
-            sessions = []
+    """Start and open every target of one path at once, then run the interleaved calls."""
+    http = [t for t in group if t.transport == "http"]
+    with T.launched_all(http) as procs:
+        processes = {t.key: psutil.Process(p.pid) for t, p in zip(http, procs, strict=True)}
+        sessions: dict[str, Session] = {}
+        all_open, finished = anyio.Event(), anyio.Event()
+        measured: dict[str, dict[str, Any]] = {}
+
+        async def hold(target: T.Target) -> None:
+            async with open_session(target) as session:
+                if target.key in processes:
+                    session.process = processes[target.key]
+                sessions[target.key] = session
+                if len(sessions) == len(group):
+                    all_open.set()
+                await finished.wait()
+
+        async with anyio.create_task_group() as tg:
             for target in group:
-                session = await stack.enter_async_context(open_session(target))
-                if target.transport == "http":
-                    session.process = procs[target.key]
-                sessions.append(session)
-            return await _interleaved(sessions, calls, batch)
+                tg.start_soon(hold, target)
+            await all_open.wait()
+            measured = await _interleaved([sessions[t.key] for t in group], calls, batch)
+            finished.set()
+        return measured
 
 
 def run(db: BenchDatabase, workdir: Path, *, calls: int, batch: int = 10) -> dict[str, Any]:

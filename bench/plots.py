@@ -76,6 +76,7 @@ def throughput(data: dict[str, Any], path: Path) -> None:
         right.plot(xs, [r["latency_ms"]["p99"] for r in rows], marker="o", label=label)
     for ax, title in ((left, "calls/s"), (right, "p99 latency (ms)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(data["levels"], [str(n) for n in data["levels"]])
         ax.set_xlabel("concurrent HTTP clients")
         ax.set_title(title)
         ax.legend(fontsize=8)
@@ -106,30 +107,41 @@ def scale(data: dict[str, Any], path: Path) -> None:
     per_call = data["catalog_per_call"]
     b.plot(
         [r["tables"] for r in per_call],
-        [r["cpu_us"]["median"] / 1000 for r in per_call],
+        [r["cpu_us"]["median"] for r in per_call],
         marker="o",
-        label="gate CPU per call (ms)",
+        color="#4c72b0",
+        label="gate CPU per call (µs)",
     )
+    b.set_ylim(bottom=0)
+    b.set_ylabel("µs per call")
     loads = data["catalog_load"]
-    b.plot(
+    twin = b.twinx()
+    twin.plot(
         [r["tables"] for r in loads],
-        [r["load_ms"] / 1000 for r in loads],
+        [r["load_ms"] for r in loads],
         marker="s",
-        label="catalog load from DB (s)",
+        color="#dd8452",
+        label="catalog load from a database (ms)",
     )
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("ms to load")
     b.set_xscale("log")
     b.set_xlabel("tables in catalog")
     b.set_title("catalog size")
-    b.legend(fontsize=7)
+    lines = b.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    b.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower right")
     rs = data["result_size"]
-    names = ["1k rows", f"{rs['rows'] // 1000}k rows"]
+    names = ["1,000 rows", f"{rs['rows']:,} rows"]
     for who, color, off in (("proxy", "#4c72b0", -0.2), ("server", "#55a868", 0.2)):
         peaks = [rs[t]["peak_mib"][who] or 0 for t in ("small", "big")]
         c.bar([i + off for i in range(2)], peaks, width=0.4, color=color, label=f"{who} peak RSS")
     c.set_xticks(range(2), names)
+    top = max((rs[t]["peak_mib"][w] or 0) for t in ("small", "big") for w in ("proxy", "server"))
+    c.set_ylim(0, top * 1.35)
     c.set_ylabel("MiB")
     c.set_title(f"capped query (row cap {rs['cap']})")
-    c.legend(fontsize=7)
+    c.legend(fontsize=7, loc="upper center", ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

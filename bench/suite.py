@@ -74,7 +74,9 @@ def _run_section(section: str, db: Any, workdir: Path, quick: bool) -> Any:
     if section == "e2e":
         return e2e.run(db, workdir, calls=15 if quick else 200)
     if section == "throughput":
-        return throughput.run(db, workdir, seconds=1.0 if quick else 6.0)
+        return throughput.run(
+            db, workdir, seconds=1.0 if quick else 6.0, levels=(1, 8, 32) if quick else throughput.LEVELS
+        )
     if section == "scale":
         return scale.run(db, workdir, quick=quick)
     return soak.run(db, workdir, calls=500 if quick else 10_000)

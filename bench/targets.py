@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,8 +164,22 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None
 
 
 @contextmanager
-def launched(target: Target, timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
-    """Start an HTTP target's process, wait until it listens, stop it on exit."""
+def launched_all(targets: Sequence[Target], timeout: float = 60.0) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`launched` for several targets, started together (their start-ups overlap)."""
+    with ExitStack() as stack:
+        starting = [stack.enter_context(launched(t, timeout, wait=False)) for t in targets]
+        for target, proc in zip(targets, starting, strict=True):
+            assert target.port is not None
+            _wait_port(target.port, proc, timeout)
+        yield starting
+
+
+@contextmanager
+def launched(
+    target: Target, timeout: float = 60.0, *, wait: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start an HTTP target's process, wait until it listens (unless `wait` is false), stop it
+    on exit."""
     assert target.port is not None
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
@@ -178,7 +192,8 @@ def launched(target: Target, timeout: float = 60.0) -> Iterator[subprocess.Popen
     )
     try:
         try:
-            _wait_port(target.port, proc, timeout)
+            if wait:
+                _wait_port(target.port, proc, timeout)
         except Exception:
             log.seek(0)
             sys.stderr.write(log.read().decode(errors="replace")[-2000:])
