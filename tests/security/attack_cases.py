@@ -464,11 +464,10 @@ add("masked_inference", "analyst", ANY,
     ("three-part-column-reference", "SELECT max(public.customers.national_id) FROM public.customers"),
     ("tablesample", "SELECT count(*), max(email) FROM customers TABLESAMPLE SYSTEM (100)"),
 )
-# The analyst policy means "customers in aggregate only", but GROUP BY the primary key is an aggregate.
+# The analyst policy means "customers in aggregate only", but GROUP BY the primary key is an
+# aggregate: the name mask (a pseudonym) is what must hold, checked on the data.
 one("masked_inference", "analyst", "group-by-primary-key-lists-customers",
-    "SELECT id, name, country, count(*) FROM customers GROUP BY id, name, country", DENY,
-    xfail="policy gap: analyst.customers-in-aggregate only tests sql.has_aggregate, so GROUP BY the "
-          "primary key lists every customer's name (unmasked by that policy) row by row")
+    "SELECT id, name, country, count(*) FROM customers GROUP BY id, name, country", ANY)
 
 # -- row-filter evasion (support and tenant agent act for tenant 1) -------------------------------
 T1_ORDERS = "SELECT count(*) FROM orders WHERE tenant_id = 1"

@@ -417,6 +417,7 @@ def read_secrets(admin_dsn: str, tenants: tuple[int, ...] = (1,)) -> Secrets:
         salaries = values("SELECT salary::text FROM hr.salaries")
         employee_emails = values("SELECT email FROM hr.employees")
         customer_emails = values("SELECT email FROM public.customers")
+        customer_names = values("SELECT name FROM public.customers")
         phones = values("SELECT phone FROM public.customers")
         others = tuple(t for t in range(1, 100) if t not in tenants)
         other_emails = values("SELECT email FROM public.customers WHERE tenant_id = ANY(%s)", list(others))
@@ -434,7 +435,8 @@ def read_secrets(admin_dsn: str, tenants: tuple[int, ...] = (1,)) -> Secrets:
     hidden = {"national_id": national_ids, "card_number": cards, "salary": salaries,
               "employee_email": employee_emails}
     s.per_principal = {
-        "analyst": {**hidden, "customer_email": customer_emails, "phone": phones},
+        "analyst": {**hidden, "customer_email": customer_emails, "phone": phones,
+                    "customer_name": customer_names},
         "support": {**hidden, "other_tenant_email": other_emails, "other_tenant_phone": other_phones,
                     "other_tenant_name": other_names},
         "tenant": {**hidden, "customer_email": customer_emails, "other_tenant_phone": other_phones,
