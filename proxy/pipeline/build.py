@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import psycopg
+
 from pgwarden.proxy.audit.log import AuditLog
-from pgwarden.proxy.config import ProxyConfig
+from pgwarden.proxy.config import ConfigError, ProxyConfig
 from pgwarden.proxy.guard.catalog import Catalog
 from pgwarden.proxy.pipeline.guarded import GuardedGate
 from pgwarden.proxy.policy.watcher import PolicyWatcher
@@ -62,15 +64,23 @@ def build_pipeline(
     catalog: Catalog | None = None
     if config.catalog_dsn:
         catalog = Catalog.from_dsn(config.catalog_dsn)
-        catalog.refresh()  # introspect now, not on the first call (no I/O on the guard path)
+        try:
+            catalog.refresh()  # introspect now, not on the first call (no I/O on the guard path)
+        except psycopg.Error as exc:
+            raise ConfigError(f"catalog_dsn: cannot read the catalog ({type(exc).__name__})") from exc
     elif config.catalog:
         catalog = Catalog.from_mapping({k: tuple(v) for k, v in config.catalog.items()})
+    try:
+        Path(config.audit.path).parent.mkdir(parents=True, exist_ok=True)
+        audit = AuditLog(config.audit.path, strict=config.audit.strict)
+    except OSError as exc:
+        raise ConfigError(
+            f"audit.path {config.audit.path}: cannot open the audit log ({exc.strerror})"
+        ) from exc
     watcher = PolicyWatcher([Path(p) for p in config.policy], catalog=catalog)
     if watch:
         watcher.start()
     telemetry = telemetry or Telemetry.from_config(config.telemetry)
-    Path(config.audit.path).parent.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(config.audit.path, strict=config.audit.strict)
     tools = {name: tool.spec() for name, tool in config.tool_map.tools.items()}
     preset = config.tool_map.preset
     base = PRESETS[preset] if preset in PRESETS else ToolMap(preset)

@@ -335,9 +335,6 @@ def test_unwritable_audit_path_refuses_to_start(tmp_path: Path, reader_dsn: str)
     assert done.returncode != 0
 
 
-@pytest.mark.xfail(strict=True, reason="pgwarden proxy: an audit path that cannot be created escapes "
-                   "build_pipeline's mkdir as an OSError traceback (exit 1) instead of a one-line "
-                   "configuration error (exit 2) like the other startup failures")
 def test_unwritable_audit_path_is_reported_in_one_clear_line(tmp_path: Path, reader_dsn: str) -> None:
     done = _start_with_unwritable_audit(tmp_path, reader_dsn)
     assert done.returncode == 2
