@@ -86,11 +86,21 @@ async def serve_stdio(
         tg.cancel_scope.cancel()
 
 
-def http_app(server: RelayServer, *, path: str = "/mcp", host: str = "127.0.0.1") -> Starlette:
+def http_app(
+    server: RelayServer, *, path: str = "/mcp", host: str = "127.0.0.1", checks_origin: bool = False
+) -> Starlette:
     """The Streamable HTTP front as an ASGI app (stateful sessions for the handshake era; the
-    2026-07-28 per-request exchange is served on the same path)."""
+    2026-07-28 per-request exchange is served on the same path).
+
+    On loopback the SDK's own Host/Origin check guards against DNS rebinding, unless the app is
+    wrapped by middleware that `checks_origin` itself (the authentication, configured with the
+    deployment's allowed hosts and origins): two checks with different lists would refuse what
+    the operator allowed.
+    """
     security = None
-    if host in ("127.0.0.1", "localhost", "::1"):
+    if checks_origin:
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    elif host in ("127.0.0.1", "localhost", "::1"):
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
@@ -115,7 +125,8 @@ async def serve_http(
 ) -> None:
     """Serve many clients over Streamable HTTP until cancelled.
 
-    `wrap` (an ASGI middleware factory, e.g. the bearer-token authentication) wraps the app.
+    `wrap` (an ASGI middleware factory, e.g. the bearer-token authentication) wraps the app and
+    takes over the Host/Origin checks.
     """
     upstream, _relay, server = build(
         spec,
@@ -125,7 +136,7 @@ async def serve_http(
         errlog=errlog,
         forward_upstream_logs=forward_upstream_logs,
     )
-    app: ASGIApp = http_app(server, path=path, host=host)
+    app: ASGIApp = http_app(server, path=path, host=host, checks_origin=wrap is not None)
     if wrap is not None:
         app = wrap(app)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")

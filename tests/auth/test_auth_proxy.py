@@ -34,6 +34,7 @@ from pgwarden.proxy.relay.upstream import UpstreamSpec
 pytestmark = pytest.mark.anyio
 
 UPSTREAM_CREDENTIAL = "Bearer upstream-own-credential-0123456789"
+CONSOLE_ORIGIN = "https://console.example.com"
 
 
 @dataclass
@@ -99,6 +100,7 @@ def proxy(rsa_key: SigningKey) -> Iterator[ProxyDeployment]:
                 "resource": url,
                 "required_scopes": [SCOPE],
                 "jwt": {"issuer": ISSUER, "jwks_url": jwks.url, "claims": {"tenant": "tenant_id"}},
+                "origins": {"allowed_origins": [CONSOLE_ORIGIN]},
                 "api_keys": [
                     {
                         "name": "bob",
@@ -195,3 +197,36 @@ async def test_unauthenticated_requests_never_reach_the_relay(proxy: ProxyDeploy
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert len(proxy.gate.opened) == opened and len(proxy.upstream.seen) == upstream_requests
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [(CONSOLE_ORIGIN, 200), ("https://evil.example.com", 403), ("http://localhost:9999", 403)],
+    ids=["configured-origin", "foreign-origin", "loopback-origin-not-configured"],
+)
+async def test_origin_checks_follow_the_auth_configuration_on_loopback(
+    proxy: ProxyDeployment, origin: str, status: int
+) -> None:
+    """On loopback the SDK's own origin list would refuse the configured console origin; with
+    authentication in front, its configuration alone decides."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "origin-test", "version": "0"},
+        },
+    }
+    async with httpx2.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            proxy.url,
+            json=initialize,
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Authorization": f"Bearer {BOB_KEY}",
+                "Origin": origin,
+            },
+        )
+    assert response.status_code == status, response.text
