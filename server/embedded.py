@@ -47,10 +47,11 @@ def start(data_dir: Path | None = None, *, stop_at_exit: bool = False,
     With `stop_at_exit` the server is stopped when this process exits (tests); otherwise it
     keeps running for the next start on the same directory.
     """
+    # pgserver asks platformdirs for a runtime dir (at import), which warns when XDG_RUNTIME_DIR
+    # is unset, as it is in containers and CI; nothing is wrong then.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from pgserver.postgres_server import get_server  # lazily: only needed without a DSN
 
-    # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     path = data_dir or default_data_dir()
     path.mkdir(parents=True, exist_ok=True)
     cleanup = "delete" if delete_at_exit else "stop" if stop_at_exit else None
