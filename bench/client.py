@@ -53,6 +53,20 @@ def find_process(marker: str | None, root: psutil.Process | None = None) -> psut
     return found
 
 
+def own_child(command: tuple[str, ...], root: psutil.Process | None = None) -> psutil.Process | None:
+    """The direct child of `root` (this process by default) running exactly `command` (a script
+    started through its interpreter shows as `python3 <script> ARGS...`)."""
+    root = root or psutil.Process()
+    for child in root.children(recursive=False):
+        try:
+            argv = tuple(child.cmdline())
+        except psutil.Error:
+            continue
+        if argv == tuple(command) or (argv[-len(command):] == tuple(command)):
+            return child
+    return None
+
+
 @asynccontextmanager
 async def open_session(
     target: Target, *, http_timeout: float = 60.0, root: psutil.Process | None = None
@@ -71,7 +85,11 @@ async def open_session(
             )
         session = await stack.enter_async_context(ClientSession(read, write))
         await session.initialize()
-        yield Session(target, session, find_process(target.measured, root))
+        process = find_process(target.measured, root)
+        if target.transport == "stdio" and target.measured is not None:
+            # the process this session spawned: our direct child running exactly its command
+            process = own_child(target.command, root) or process
+        yield Session(target, session, process)
 
 
 def rss_mib(process: psutil.Process | None) -> float | None:

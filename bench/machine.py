@@ -67,7 +67,8 @@ def _busiest_processes(limit: int = 5) -> list[str]:
         try:
             pct = p.cpu_percent(None)
             if p.pid != me and pct >= 5:
-                cmd = " ".join((p.info.get("cmdline") or [p.info.get("name") or "?"])[:3])
+                argv = p.info.get("cmdline") or [p.info.get("name") or "?"]
+                cmd = " ".join(os.path.basename(a) if a.startswith("/") else a for a in argv[:4])
                 busy.append((pct, f"{cmd[:60]} ({pct:.0f}%)"))
         except psutil.Error:
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -446,6 +447,14 @@ def markdown(results: dict[str, Any], *, plots_rel: str = "bench/plots") -> str:
     return "\n".join(out)
 
 
+_PATHS = re.compile(r"(?<![\w./:])/(?:[\w.+-]+/)+([\w.+-]+)")
+
+
+def sanitise(text: str) -> str:
+    """No machine paths in the report: the repository becomes `.`, other paths their last part."""
+    return _PATHS.sub(lambda m: m.group(1), text.replace(str(REPO) + "/", "").replace(str(REPO), "."))
+
+
 def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -476,17 +485,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--plots", type=Path, default=REPO / "bench" / "plots")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
+    parser.add_argument("--from-json", type=Path, help="render the report and plots of a saved run again")
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.only.split(",")) if args.only else SECTIONS
-    results = run(sections, quick=args.quick)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1, default=str))
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+    else:
+        results = run(sections, quick=args.quick)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
     write_plots(results, args.plots)
     try:
         plots_rel = os.path.relpath(args.plots, args.out.parent)
     except ValueError:
         plots_rel = str(args.plots)
-    args.out.write_text(markdown(results, plots_rel=plots_rel))
+    args.out.write_text(sanitise(markdown(results, plots_rel=plots_rel)))
     print(f"bench: wrote {args.out} and {args.plots}/*.png in {results['total_s']:.0f} s", file=sys.stderr)
     for name, measured, limit, met, _note in targets(results):
         print(f"  {'OK  ' if met else 'MISS'} {name}: {measured} (target {limit})", file=sys.stderr)
