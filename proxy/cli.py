@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -219,10 +220,18 @@ def proxy(
     _serve(config)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve(config: ProxyConfig) -> None:
     from pgwarden.proxy.policy.errors import PolicyError
     from pgwarden.proxy.relay.serve import UpstreamStartError
 
+    # SIGTERM stops the proxy the way Ctrl-C does: `run_proxy` unwinds and closes the pipeline,
+    # which flushes the batched spans and audit log records. (uvicorn re-raises the SIGTERM it
+    # caught after its graceful shutdown; with the default handler the process would die there.)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         anyio.run(run_proxy, config)
     except* PolicyError as group:
@@ -237,6 +246,8 @@ def _serve(config: ProxyConfig) -> None:
         sys.exit(EXIT_UPSTREAM)
     except* KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def dump_config(config: ProxyConfig) -> str:

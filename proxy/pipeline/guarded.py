@@ -53,6 +53,9 @@ STATEMENT_CACHE_SIZE = 256
 """Statements (parsed, analysed and redacted) kept per gate, by exact text and search path."""
 CACHEABLE_SQL_CHARS = 8192  # longer statements are analysed every time (bounded memory)
 
+NETWORK_TRANSPORT = {"stdio": "pipe", "http": "tcp"}
+"""The relay's front transport as the semantic conventions' `network.transport` value."""
+
 
 def principal_id(principal: Any) -> str:
     if isinstance(principal, Mapping):
@@ -149,7 +152,7 @@ class GuardedGate:
                 protocol_version=context.protocol_version,
                 session_id=context.session_id,
                 parent_meta=context.meta,
-                transport=context.transport,
+                transport=NETWORK_TRANSPORT.get(context.transport, context.transport),
             )
         with span_cm as span:
             exchange = GuardedExchange(self, context, span, tool=tool, prompt=prompt, uri=uri)
@@ -234,6 +237,9 @@ class GuardedExchange:
 
     def check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
         spec = self.spec = self.gate.tool_map.spec(tool)
+        if self.span is not None:  # a no-op unless the operator opted in (telemetry.capture_sensitive)
+            raw_sql = arguments.get(spec.sql.name) if spec is not None and spec.sql is not None else None
+            self.span.record_sensitive(sql=raw_sql if isinstance(raw_sql, str) else None, arguments=arguments)
         if spec is not None and spec.deny:
             return self._deny(Reason.TOOL_NOT_ALLOWED, spec.deny)
         if spec is None or spec.sql is None:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Denied, Gate, ListKind, Outcome
 from pgwarden.proxy.relay.upstream import Upstream, UpstreamUnavailable
-from pgwarden.proxy.relay.wire import adapt_result, is_modern, rebuild_params, trace_meta
+from pgwarden.proxy.relay.wire import FORWARDED_META_KEYS, adapt_result, is_modern, rebuild_params, trace_meta
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +145,12 @@ class Relay:
         except PermissionError as exc:
             raise MCPError(code=INVALID_REQUEST, message=str(exc) or "not authenticated") from None
         session_id = None
+        meta = trace_meta(ctx.params)
         if ctx.request is not None:
-            session_id = getattr(ctx.request, "headers", {}).get("mcp-session-id")
+            headers = getattr(ctx.request, "headers", {})
+            session_id = headers.get("mcp-session-id")
+            if "traceparent" not in meta:  # over HTTP the trace context may come as headers instead
+                meta = {k: headers[k] for k in FORWARDED_META_KEYS if isinstance(headers.get(k), str)}
         return CallContext(
             principal=principal,
             upstream=self.upstream.spec.name,
@@ -155,7 +159,7 @@ class Relay:
             session_id=session_id,
             protocol_version=ctx.protocol_version,
             transport=self.transport,
-            meta=trace_meta(ctx.params),
+            meta=meta,
         )
 
     async def _tools_call(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
