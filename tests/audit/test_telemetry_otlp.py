@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
 from audit_helpers import SECRET_EMAIL, SECRET_SQL
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from otlp_receiver import Received, grpc_receiver, http_receiver
 
 from pgwarden.proxy.audit import AuditLog
 from pgwarden.proxy.telemetry import SPAN_ANALYSE, SPAN_UPSTREAM, Telemetry, TelemetryConfig
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE}-b7ad6b7169203331-01"
-
-
-class Received:
-    def __init__(self) -> None:
-        self.traces: list[trace_service_pb2.ExportTraceServiceRequest] = []
-        self.logs: list[logs_service_pb2.ExportLogsServiceRequest] = []
-        self.raw: list[bytes] = []
-
-    def spans(self) -> list[Any]:
-        return [s for req in self.traces for rs in req.resource_spans for ss in rs.scope_spans
-                for s in ss.spans]
-
-    def log_records(self) -> list[Any]:
-        return [r for req in self.logs for rl in req.resource_logs for sl in rl.scope_logs
-                for r in sl.log_records]
-
-    def resource_attributes(self) -> dict[str, str]:
-        return {kv.key: kv.value.string_value for req in self.traces for rs in req.resource_spans
-                for kv in rs.resource.attributes}
 
 
 @pytest.fixture(autouse=True)
@@ -52,68 +27,16 @@ def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture
-def http_receiver() -> Iterator[tuple[str, Received]]:
-    received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.raw.append(body)
-            if self.path == "/v1/traces":
-                msg: Any = trace_service_pb2.ExportTraceServiceRequest()
-                msg.ParseFromString(body)
-                received.traces.append(msg)
-                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-            elif self.path == "/v1/logs":
-                msg = logs_service_pb2.ExportLogsServiceRequest()
-                msg.ParseFromString(body)
-                received.logs.append(msg)
-                reply = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
-            else:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+@pytest.fixture(name="http_receiver")
+def http_receiver_fixture() -> Iterator[tuple[str, Received]]:
+    with http_receiver() as receiver:
+        yield receiver
 
 
-@pytest.fixture
-def grpc_receiver() -> Iterator[tuple[str, Received]]:
-    received = Received()
-
-    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:
-            received.traces.append(request)
-            received.raw.append(request.SerializeToString())
-            return trace_service_pb2.ExportTraceServiceResponse()
-
-    class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:
-            received.logs.append(request)
-            received.raw.append(request.SerializeToString())
-            return logs_service_pb2.ExportLogsServiceResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", received
-    server.stop(grace=None)
+@pytest.fixture(name="grpc_receiver")
+def grpc_receiver_fixture() -> Iterator[tuple[str, Received]]:
+    with grpc_receiver() as receiver:
+        yield receiver
 
 
 def drive(telemetry: Telemetry, log: AuditLog) -> None:
