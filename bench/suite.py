@@ -418,7 +418,9 @@ def markdown(results: dict[str, Any], *, plots_rel: str = "bench/plots") -> str:
             "## 5. Soak",
             "",
             f"`python -m bench soak`: {results['soak']['calls']:,} calls through one proxy "
-            "session (stdio, masked policy, audit on disk), four statements cycling with distinct literals.",
+            "session (stdio, masked policy, audit on disk), four statements cycling with distinct literals. "
+            "RSS rises while the caches fill (the gate keeps its last 256 statements, the guard its "
+            "secure-view templates), then must stay flat: compare the second half of the plot.",
             "",
             soak.markdown(results["soak"]),
             "",
