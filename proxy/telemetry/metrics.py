@@ -19,7 +19,10 @@ def _labels(method: str, tool: str | None) -> dict[str, str]:
 
 
 class Metrics:
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, *, enabled: bool = True) -> None:
+        # Disabled when no reader can ever collect them: every method returns at once instead
+        # of building attribute sets and measurements nobody reads.
+        self.enabled = enabled
         self._decisions = meter.create_counter(
             A.METRIC_DECISIONS, unit="{decision}", description="Policy decisions by effect and reason code")
         self._guard = meter.create_histogram(
@@ -35,22 +38,32 @@ class Metrics:
             A.METRIC_AUDIT_FAILURES, unit="{record}", description="Audit records that could not be written")
 
     def decision(self, effect: str, reason_code: str | None, method: str, tool: str | None) -> None:
+        if not self.enabled:
+            return
         labels = {**_labels(method, tool), A.DECISION: effect}
         if reason_code is not None:
             labels[A.REASON_CODE] = reason_code
         self._decisions.add(1, labels)
 
     def guard_duration(self, seconds: float, effect: str) -> None:
+        if not self.enabled:
+            return
         self._guard.record(seconds, {A.DECISION: effect})
 
     def upstream_duration(self, seconds: float, method: str, tool: str | None) -> None:
+        if not self.enabled:
+            return
         self._upstream.record(seconds, _labels(method, tool))
 
     def operation_duration(self, seconds: float, method: str, tool: str | None, error: str | None) -> None:
+        if not self.enabled:
+            return
         labels = _labels(method, tool)
         if error is not None:
             labels[A.ERROR_TYPE] = error
         self._operation.record(seconds, labels)
 
     def audit_failure(self) -> None:
+        if not self.enabled:
+            return
         self._audit_failures.add(1)

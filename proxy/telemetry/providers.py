@@ -50,6 +50,9 @@ class Providers:
     # providers are not installed globally, where other code could add processors later.
     exports_spans: bool = True
     exports_logs: bool = True
+    # Likewise for metrics: False only when no metric reader was configured and the providers
+    # are not installed globally.
+    exports_metrics: bool = True
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -173,4 +176,5 @@ def build_providers(
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
     shared = config.set_global or config.sdk_spans
     return Providers(tracer_provider, meter_provider, logger_provider,
-                     exports_spans=bool(span_out) or shared, exports_logs=bool(log_out) or shared)
+                     exports_spans=bool(span_out) or shared, exports_logs=bool(log_out) or shared,
+                     exports_metrics=bool(readers) or shared)

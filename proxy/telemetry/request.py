@@ -67,6 +67,9 @@ class RequestSpan:
         self.outcome = _Outcome()
         self.audit_record: dict[str, Any] | None = None
         self.error_type: str | None = None
+        # Attributes added after the span started are visible only to span exporters: with
+        # none configured, `record_decision` skips building them on the span.
+        self._exported = telemetry.providers.exports_spans
         ctx = span.get_span_context()
         self.trace_id = trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
         self.span_id = trace.format_span_id(ctx.span_id) if ctx.is_valid else None
@@ -211,7 +214,8 @@ class RequestSpan:
             o.is_error = is_error
             if is_error:
                 self.set_error(A.TOOL_ERROR if self.method == "tools/call" else "error")
-        self.span.set_attributes(attrs)
+        if self._exported:
+            self.span.set_attributes(attrs)
 
     def set_error(self, error_type: str) -> None:
         """Mark the request failed with `error.type` (`tool_error`, a JSON-RPC code, a class name)."""
@@ -258,7 +262,8 @@ class RequestSpan:
     def _after_audit(self, record: dict[str, Any] | None) -> dict[str, Any] | None:
         if record is not None:
             self.audit_record = record
-            self.span.set_attribute(A.AUDIT_SEQ, int(record["seq"]))
+            if self._exported:
+                self.span.set_attribute(A.AUDIT_SEQ, int(record["seq"]))
             self._telemetry.emit_audit_record(record, self.span)
         return record
 

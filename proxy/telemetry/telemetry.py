@@ -38,7 +38,8 @@ class Telemetry:
         self.config = config
         self.providers = providers
         self.tracer = providers.tracer_provider.get_tracer(SCOPE, __version__)
-        self.metrics = Metrics(providers.meter_provider.get_meter(SCOPE, __version__))
+        self.metrics = Metrics(providers.meter_provider.get_meter(SCOPE, __version__),
+                               enabled=providers.exports_metrics)
         self.logger = providers.logger_provider.get_logger(SCOPE, __version__)
 
     @classmethod
