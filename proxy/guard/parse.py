@@ -47,6 +47,25 @@ class Statement:
     known: Callable[[str], bool] | None = None
 
 
+_POSITION_KEYS = ("line", "col", "start", "end")  # sqlglot's token positions in `Expression.meta`
+
+
+def _drop_positions(root: exp.Expression) -> None:
+    """Remove the parser's token positions (line, column, offsets) from every node's meta.
+
+    Nothing downstream reads them (generation, rewriting and redaction do not), but every copy
+    of the tree deep-copies each node's meta dict one by one, and the tree is copied several
+    times per call. Other meta keys (function name spelling, generator flags) are kept.
+    """
+    for node in root.walk():
+        meta = node._meta
+        if meta:
+            for key in _POSITION_KEYS:
+                meta.pop(key, None)
+            if not meta:
+                node._meta = None
+
+
 def _sqlglot_root(sql: str) -> exp.Expression:
     try:
         parsed = [e for e in _POSTGRES.parse(sql) if e is not None]
@@ -133,8 +152,10 @@ def parse_statement(sql: str, *, search_path: tuple[str, ...] = ("public",),
         has_lateral=resolution.has_lateral,
         tables_aliased={r: tuple(sorted(a)) for r, a in sorted(resolution.aliases.items())},
     )
+    positions = table_positions(root, resolution)
+    _drop_positions(root)
     return Statement(sql=sql, tree=root, analysis=analysis, search_path=search_path, facts=facts,
-                     resolution=resolution, table_positions=table_positions(root, resolution), known=known)
+                     resolution=resolution, table_positions=positions, known=known)
 
 
 def analyse(sql: str, *, search_path: tuple[str, ...] = ("public",),
