@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.dialects.postgres import Postgres
 
 PLACEHOLDER = "?"
@@ -39,6 +40,24 @@ _CONSTANT_NODES: tuple[type[exp.Expression], ...] = (
     exp.Heredoc,
 )
 _JSON_PATH_VALUES: tuple[type[exp.Expression], ...] = (exp.JSONPathKey, exp.JSONPathSubscript)
+
+# The second, positive check: the tokens the author wrote as constants, whatever node sqlglot
+# made of them (it turns some into identifiers: `date_trunc('x', t)` -> `DATE_TRUNC('X', t)`,
+# `date_part('x', t)` -> `EXTRACT(X FROM t)`), must not reappear in the redacted text.
+_LITERAL_TOKENS = frozenset({
+    TokenType.STRING, TokenType.NUMBER, TokenType.NATIONAL_STRING, TokenType.RAW_STRING,
+    TokenType.HEREDOC_STRING, TokenType.BIT_STRING, TokenType.HEX_STRING, TokenType.BYTE_STRING,
+    TokenType.UNICODE_STRING,
+})
+# Date/time field names: constants by syntax, never data; kept so `date_trunc('day', …)` stays readable.
+_TIME_UNITS = frozenset(
+    f"{unit}{plural}"
+    for unit in ("microsecond", "millisecond", "second", "minute", "hour", "day", "week", "month",
+                 "quarter", "year", "decade", "century", "millennium")
+    for plural in ("", "s")
+) | {"millennia", "centuries", "epoch", "dow", "doy", "isodow", "isoyear", "julian", "timezone",
+     "timezone_hour", "timezone_minute", "ms", "us"}
+_SHORT_NUMBER = 3  # numbers this short also appear as LIMITs, offsets and names; longer ones are checked
 
 
 
@@ -95,6 +114,22 @@ def _still_holds_constant(tree: exp.Expression) -> bool:
     return False
 
 
+def _leaks_a_constant(sql: str, text: str) -> bool:
+    """True when a constant written in `sql` shows up in `text` as a whole word (any case)."""
+    folded = text.casefold()
+    for token in _POSTGRES.tokenize(sql):
+        if token.token_type not in _LITERAL_TOKENS:
+            continue
+        value = token.text.strip().casefold()
+        if not value or value in _TIME_UNITS:
+            continue
+        if token.token_type is TokenType.NUMBER and len(value) <= _SHORT_NUMBER:
+            continue
+        if value in folded and re.search(rf"(?<!\w){re.escape(value)}(?!\w)", folded):
+            return True
+    return False
+
+
 def _unredactable(sql: str) -> RedactedSQL:
     return RedactedSQL(text=None, length=len(sql), sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest())
 
@@ -133,7 +168,7 @@ def redact_sql(sql: str) -> RedactedSQL:
         return _unredactable(sql)
     if not parts:
         return _unredactable(sql)
-    return RedactedSQL(text="; ".join(parts), length=len(sql))
+    return _checked(sql, "; ".join(parts))
 
 
 def redact_tree(tree: exp.Expr, sql: str) -> RedactedSQL:
@@ -149,4 +184,13 @@ def redact_tree(tree: exp.Expr, sql: str) -> RedactedSQL:
         return _unredactable(sql)
     if text is None:
         return _unredactable(sql)
-    return RedactedSQL(text=text, length=len(sql))
+    return _checked(sql, text)
+
+
+def _checked(sql: str, text: str) -> RedactedSQL:
+    """`text` as the redaction of `sql`, unless a constant of `sql` survived in it."""
+    try:
+        leaked = _leaks_a_constant(sql, text)
+    except Exception:  # the tokenizer refused text the parser accepted: store nothing of it
+        leaked = True
+    return _unredactable(sql) if leaked else RedactedSQL(text=text, length=len(sql))
