@@ -16,7 +16,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import mcp_types as types
 import psycopg
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from listening_process import ListeningProcess
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from psycopg import sql as pgsql
@@ -280,49 +280,12 @@ def stdio_proxy_session(command: Sequence[str], *, stderr_path: Path | None = No
     return McpSession(params)
 
 
-class ProxyProcess:
+class ProxyProcess(ListeningProcess):
     """A `pgwarden proxy --listen http://…` process on a free loopback port."""
 
     def __init__(self, command: Sequence[str], *, log_dir: Path, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/mcp"
-        self.stderr_path = log_dir / f"proxy-{port}.log"
-        self._stderr = self.stderr_path.open("ab")
-        self.process = subprocess.Popen(
-            list(command), env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-        )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"proxy exited early ({self.process.returncode}):\n{self.stderr()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"proxy did not listen within {timeout}s:\n{self.stderr()}")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._stderr.close()
+        super().__init__(command, env=clean_env(), log_path=log_dir / f"proxy-{port}.log", port=port,
+                         name="proxy", ready_timeout=60.0)
 
 
 # -- the database side -------------------------------------------------------------------------

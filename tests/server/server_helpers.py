@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import psycopg
+from listening_process import ListeningProcess
 from mcp import Client, StdioServerParameters
 
 T = TypeVar("T")
@@ -49,37 +48,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class HttpServer:
+class HttpServer(ListeningProcess):
     """`python -m pgwarden.server --transport http` on a free loopback port."""
 
     def __init__(self, dsn: str, *args: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.stderr_path = log_dir / f"server-{self.port}.log"
-        self._stderr = self.stderr_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, *SERVER_MODULE, "--transport", "http", "--port", str(self.port), *args],
-            env=server_env(dsn, extra_env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
+        port = free_port()
+        super().__init__(
+            [sys.executable, *SERVER_MODULE, "--transport", "http", "--port", str(port), *args],
+            env=server_env(dsn, extra_env), log_path=log_dir / f"server-{port}.log", port=port,
+            name="server", ready_timeout=30.0,
         )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.stderr()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not listen within {timeout}s:\n{self.stderr()}")
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
 
     def peak_rss_kb(self) -> int:
         """The process's peak resident memory so far (VmHWM), in KiB."""
@@ -87,16 +65,6 @@ class HttpServer:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmHWM")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._stderr.close()
 
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:
