@@ -7,13 +7,26 @@ files: the first record of a new file carries the last hash of the previous one.
 One instance, one chain: every record names its `instance_id`; a lock file next to the log
 stops a second process from appending to the same chain. Replicas each write their own path.
 
-With `strict` on, `append` returns only after the record is on disk (`fsync`), and any failure
-raises `AuditWriteError`: the caller must then deny the request. With `strict` off, the record
-is handed to the operating system (no fsync) and a failure is logged and counted, not raised.
+With `strict` on, `append` returns only after the record is on disk (`fdatasync`), and any
+failure raises `AuditWriteError`: the caller must then deny the request. With `strict` off, the
+record is handed to the operating system (no sync) and a failure is logged and counted, not
+raised.
+
+Group commit: one committer at a time gives records their place in the chain, encodes them,
+writes all records waiting at that moment with one `write` and makes them durable with one
+`fdatasync`, then releases every waiter of the batch. A caller that finds no commit under way
+commits its own record on its own thread (a lone call pays for one write + sync, no hand-off);
+records arriving meanwhile, and every `append_async`, are committed by a dedicated writer
+thread, so concurrent calls share a sync. The chain order is the file order: only the committer
+assigns sequence numbers, in the order it writes. A record is reported written exactly when it
+is durably in the chain: a batch (or the part of it after a rotation) whose write or sync fails
+is cut off the file again and every waiter of it gets the error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -21,19 +34,20 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from pgwarden.proxy.audit.record import (
     FORMAT_VERSION,
     GENESIS_HASH,
     AuditEntry,
-    canonical_json,
     record_hash,
+    seal,
 )
 
 log = logging.getLogger(__name__)
@@ -86,8 +100,71 @@ def _last_line(path: Path) -> bytes | None:
     return data[:-1].rsplit(b"\n", 1)[-1]
 
 
+_SYNC: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+"""Makes appended data durable. `fdatasync` also writes the file size (needed to read the data
+back), so for an append-only file it is as durable as `fsync`, minus the timestamps."""
+
+_second = -1
+_second_text = ""
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """UTC now as `2024-05-01T12:00:00.123456Z` (the seconds part is formatted once a second)."""
+    global _second, _second_text
+    ns = time.time_ns()
+    second, rest = divmod(ns, 1_000_000_000)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{rest // 1000:06d}Z"
+
+
+class _Waiter:
+    """One record on its way into the log, and how its caller is woken: a thread waits on a
+    held lock, a task on a future of its event loop."""
+
+    __slots__ = ("_lock", "entry", "error", "future", "loop", "record")
+
+    def __init__(self, entry: AuditEntry, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.entry = entry
+        self.record: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.loop = loop
+        self.future: asyncio.Future[None] | None = None
+        self._lock: threading.Lock | None = None
+        if loop is None:
+            self._lock = threading.Lock()
+            self._lock.acquire()
+        else:
+            self.future = loop.create_future()
+
+    def wait(self) -> None:
+        assert self._lock is not None
+        self._lock.acquire()
+
+    def release(self) -> None:
+        assert self._lock is not None
+        self._lock.release()
+
+
+def _wake(waiters: list[_Waiter]) -> None:
+    """On the waiters' event loop: resolve their futures (a cancelled one is left alone)."""
+    for waiter in waiters:
+        if waiter.future is not None and not waiter.future.done():
+            waiter.future.set_result(None)
+
+
+def _release(batch: Sequence[_Waiter]) -> None:
+    """Wake every waiter of a finished batch: threads directly, tasks with one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
+    for waiter in batch:
+        if waiter.loop is None:
+            waiter.release()
+        else:
+            by_loop.setdefault(waiter.loop, []).append(waiter)
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: no one waits for these any more
+            loop.call_soon_threadsafe(_wake, waiters)
 
 
 class AuditLog:
@@ -108,7 +185,13 @@ class AuditLog:
         self.instance_id = instance_id or socket.gethostname()
         self.sinks = list(sinks)
         self.failures = 0
-        self._lock = threading.Lock()
+        # Guards the queue and the committer role; the chain state below belongs to whoever
+        # holds the role (`_committing`), which does its I/O without holding this lock.
+        self._lock = threading.Condition(threading.Lock())
+        self._pending: list[_Waiter] = []
+        self._committing = False
+        self._stopping = False
+        self._writer: threading.Thread | None = None
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._size = 0
@@ -138,14 +221,18 @@ class AuditLog:
                 os.close(lock_fd)
                 raise AuditWriteError(f"another process is appending to {self.path.name}") from None
             self._lock_fd = lock_fd
+        self._seq, self._last_hash = 0, GENESIS_HASH
         for candidate in reversed(chain_files(self.path)):
             line = _last_line(candidate)
             if line is None:
                 continue
             self._resume_from(line, candidate)
             break
+        created = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(self._fd).st_size
+        if created and self.strict:
+            self._sync_directory()  # the new file's name is as durable as its records
         self._opened = True
 
     def _resume_from(self, line: bytes, source: Path) -> None:
@@ -161,42 +248,86 @@ class AuditLog:
         self._seq = int(last["seq"])
         self._last_hash = str(last["hash"])
 
-    def _rotate(self) -> None:
-        assert self._fd is not None
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
-        existing = rotated_files(self.path)
-        number = int(_ROTATED_SUFFIX.search(existing[-1].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
-        os.rename(self.path, f"{self.path}.{number:06d}")
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._size = 0
+    def _sync_directory(self) -> None:
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
 
+    def _rotate(self) -> None:
+        """Start a new active file; the current one is already synced (see `_commit`)."""
+        assert self._fd is not None
+        fd, self._fd = self._fd, None
+        os.close(fd)
+        existing = rotated_files(self.path)
+        number = int(_ROTATED_SUFFIX.search(existing[-1].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
+        os.rename(self.path, f"{self.path}.{number:06d}")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._size = 0
+        self._sync_directory()
+
     # -- appending --------------------------------------------------------------------------
 
     def append(self, entry: AuditEntry) -> dict[str, Any] | None:
         """Write one record for `entry` and return it (None if it was dropped, strict off).
 
-        Strict: returns only once the record is fsynced; raises `AuditWriteError` otherwise,
-        leaving the chain as it was (a partly written line is cut off again).
+        Strict: returns only once the record is durable; raises `AuditWriteError` otherwise,
+        leaving the chain as it was (a partly written batch is cut off again). Commits on the
+        calling thread when no commit is under way, else waits for the writer's next batch.
         """
+        waiter = _Waiter(entry)
+        with self._lock:
+            self._pending.append(waiter)
+            inline = not self._committing
+            if inline:
+                self._committing = True
+        if inline:
+            self._commit_as_caller()
+        waiter.wait()
+        return self._outcome(waiter)
+
+    async def append_async(self, entry: AuditEntry) -> dict[str, Any] | None:
+        """`append` without blocking the event loop on the disk.
+
+        Strict: the record joins the writer thread's next batch and this task waits (shielded
+        from cancellation, like a worker thread would be) until the batch is durable. Not
+        strict: nothing waits for the disk, so the record is written on the spot.
+        """
+        if not self.strict:
+            return self.append(entry)
         try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another event loop library: a worker thread per record
+            return await anyio.to_thread.run_sync(self.append, entry)
+        waiter = _Waiter(entry, loop)
+        with self._lock:
+            self._pending.append(waiter)
+            if not self._committing:
+                self._start_writer_locked()
+                self._lock.notify_all()
+        assert waiter.future is not None
+        with anyio.CancelScope(shield=True):
+            await waiter.future
+        return self._outcome(waiter)
+
+    def _outcome(self, waiter: _Waiter) -> dict[str, Any] | None:
+        """What `append` returns or raises for a released waiter (on the caller's side)."""
+        exc = waiter.error
+        if exc is not None:
+            if not isinstance(exc, (OSError, AuditWriteError)):
+                raise exc  # not an I/O failure (an entry that cannot be encoded): a bug, surface it
             with self._lock:
-                record = self._append_locked(entry)
-        except (OSError, AuditWriteError) as exc:
-            self.failures += 1
+                self.failures += 1
             if self.strict:
                 if isinstance(exc, AuditWriteError):
-                    raise
+                    raise AuditWriteError(str(exc)) from exc
                 cause = exc.strerror or type(exc).__name__
                 raise AuditWriteError(f"cannot write audit record: {cause}") from exc
             log.warning("audit record dropped (strict off): %s", type(exc).__name__)
             return None
+        record = waiter.record
+        assert record is not None
         for sink in self.sinks:
             try:
                 sink(record)
@@ -204,53 +335,154 @@ class AuditLog:
                 log.exception("audit sink failed")
         return record
 
-    async def append_async(self, entry: AuditEntry) -> dict[str, Any] | None:
-        """`append` on a worker thread, so the fsync does not block the event loop."""
-        return await anyio.to_thread.run_sync(self.append, entry)
+    # -- committing -------------------------------------------------------------------------
 
-    def _append_locked(self, entry: AuditEntry) -> dict[str, Any]:
-        if not self._opened:
-            self._open()
-        assert self._fd is not None
-        record: dict[str, Any] = {
-            "v": FORMAT_VERSION,
-            "instance_id": self.instance_id,
-            "seq": self._seq + 1,
-            "ts": _now(),
-            **entry.to_json(),
-            "prev_hash": self._last_hash,
-        }
-        record["hash"] = record_hash(record)
-        line = canonical_json(record) + b"\n"
-        if self.max_bytes is not None and self._size > 0 and self._size + len(line) > self.max_bytes:
-            self._rotate()
-        self._write(line)
-        self._seq = record["seq"]
-        self._last_hash = record["hash"]
-        return record
+    def _start_writer_locked(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._writer_main, name="pgwarden-audit-writer",
+                                            daemon=True)
+            self._writer.start()
 
-    def _write(self, line: bytes) -> None:
-        assert self._fd is not None
-        fd = self._fd
+    def _hand_back_locked(self) -> None:
+        """Give up the committer role; records that queued meanwhile go to the writer thread."""
+        self._committing = False
+        if self._pending and not self._stopping:
+            self._start_writer_locked()
+        self._lock.notify_all()
+
+    def _commit_as_caller(self) -> None:
+        """The caller holds the committer role: commit what is queued (its own record among it)."""
         try:
-            view = memoryview(line)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if self.strict:
-                os.fsync(fd)
-        except OSError:
-            try:  # cut off a partial line so the file stays a valid chain
+            with self._lock:
+                batch, self._pending = self._pending, []
+            self._commit(batch)
+        finally:
+            with self._lock:
+                self._hand_back_locked()
+
+    def _writer_main(self) -> None:
+        while True:
+            with self._lock:
+                while self._committing or not self._pending:
+                    if self._stopping and not self._committing and not self._pending:
+                        return
+                    self._lock.wait()
+                self._committing = True
+                batch, self._pending = self._pending, []
+            try:
+                self._commit(batch)
+            finally:
+                with self._lock:
+                    self._hand_back_locked()
+
+    def _commit(self, batch: list[_Waiter]) -> None:
+        """Chain, write and sync `batch` in order, then release its waiters. Holds the role."""
+        if not batch:
+            return
+        start = 0  # the first record of the batch not yet durable
+        try:
+            if not self._opened:
+                self._open()
+            assert self._fd is not None
+            lines: list[bytes] = []
+            seq, last_hash, size = self._seq, self._last_hash, self._size
+            for index, waiter in enumerate(batch):
+                try:
+                    record: dict[str, Any] = {
+                        "v": FORMAT_VERSION,
+                        "instance_id": self.instance_id,
+                        "seq": seq + 1,
+                        "ts": _now(),
+                        **waiter.entry.to_json(),
+                        "prev_hash": last_hash,
+                    }
+                    digest, line = seal(record)
+                except Exception as exc:  # this entry cannot be a record; the others still can
+                    waiter.error = exc
+                    continue
+                if self.max_bytes is not None and size > 0 and size + len(line) > self.max_bytes:
+                    # The records so far go to the full file, which is synced, then renamed.
+                    self._write_durably(lines, size, seq, last_hash, sync=True)
+                    start = index
+                    lines = []
+                    self._rotate()
+                    size = 0
+                record["hash"] = digest
+                waiter.record = record
+                lines.append(line)
+                size += len(line)
+                seq, last_hash = seq + 1, digest
+            self._write_durably(lines, size, seq, last_hash, sync=self.strict)
+            start = len(batch)
+        except (OSError, AuditWriteError) as exc:
+            self._abandon(batch[start:], exc)
+        except BaseException as exc:  # never leave a waiter hanging
+            self._abandon(batch[start:], exc)
+            raise
+        finally:
+            _release(batch)
+
+    def _write_durably(self, lines: list[bytes], size: int, seq: int, last_hash: str, *, sync: bool) -> None:
+        """Append `lines` (and sync them if `sync`), then advance the chain to their end."""
+        assert self._fd is not None
+        if lines:
+            data = memoryview(b"".join(lines))
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+        if sync:
+            _SYNC(self._fd)
+        self._size, self._seq, self._last_hash = size, seq, last_hash
+
+    def _abandon(self, waiters: Sequence[_Waiter], exc: BaseException) -> None:
+        """These records are not in the log: cut their lines off the file again and fail them.
+
+        The chain state was only advanced up to durable records, so the file is cut back to
+        there. The file is then reopened before the next record, and the chain resumed from
+        what the file really ends with (a file that cannot be cut keeps failing: closed).
+        """
+        for waiter in waiters:
+            if waiter.error is None:
+                waiter.record = None
+                waiter.error = exc
+        fd, self._fd = self._fd, None
+        self._opened = False
+        if fd is not None:
+            try:
                 os.ftruncate(fd, self._size)
             except OSError:
-                self._opened = False  # reopen (and re-check the tail) on the next append
+                pass
+            finally:
                 os.close(fd)
-                self._fd = None
-            raise
-        self._size += len(line)
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Return once every record appended so far is written (and synced, when strict)."""
+        with self._lock:
+            while self._committing or self._pending:
+                if not self._committing:
+                    self._start_writer_locked()
+                self._lock.wait()
 
     def close(self) -> None:
+        """Write every record still waiting, sync and close the file, stop the writer thread.
+
+        The log can be appended to again afterwards (it reopens and resumes the chain).
+        """
         with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+            writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join()
+        with self._lock:
+            while self._committing:
+                self._lock.wait()
+            self._committing = True
+            batch, self._pending = self._pending, []
+        try:
+            self._commit(batch)
             if self._fd is not None:
                 try:
                     os.fsync(self._fd)
@@ -261,6 +493,11 @@ class AuditLog:
                 os.close(self._lock_fd)
                 self._lock_fd = None
             self._opened = False
+        finally:
+            with self._lock:
+                self._writer = None
+                self._stopping = False
+                self._hand_back_locked()
 
     def __enter__(self) -> AuditLog:
         return self

@@ -84,13 +84,46 @@ class AuditEntry:
         }
 
 
+# One encoder for every record: building a `JSONEncoder` per call (what `json.dumps` with options
+# does) costs more than the encoding of a small record. Records are never circular, so the
+# circularity check is skipped (a cycle would still fail, with RecursionError).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            check_circular=False)
+_HASH_ENTRY = '"hash":"'
+
+
 def canonical_json(record: Mapping[str, Any]) -> bytes:
     """The one encoding that is hashed and written: sorted keys, compact, UTF-8."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(record).encode("utf-8")
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the record's canonical encoding without its `hash` key."""
     body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def seal(body: Mapping[str, Any]) -> tuple[str, bytes]:
+    """The hash of `body` (a record without `hash`) and the line to write: its canonical JSON
+    with the hash, plus a newline. Encodes the record once.
+
+    Equal to `record_hash(body)` and `canonical_json({**body, "hash": h}) + b"\n"`: with sorted
+    keys, the canonical encoding is the keys before `hash`, then `hash`, then the keys after it,
+    so the two halves are encoded once and joined with and without the hash between them.
+    """
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for key, value in body.items():
+        if key < "hash":
+            before[key] = value
+        elif key > "hash":
+            after[key] = value
+        else:
+            raise ValueError("a record body has no `hash` key")
+    head = _ENCODER.encode(before)[1:-1].encode("utf-8") if before else b""
+    tail = _ENCODER.encode(after)[1:-1].encode("utf-8") if after else b""
+    joined = b"{" + head + (b"," if head and tail else b"") + tail + b"}"
+    digest = hashlib.sha256(joined).hexdigest()
+    middle = f'{_HASH_ENTRY}{digest}"'.encode("ascii")
+    line = b"{" + b",".join(part for part in (head, middle, tail) if part) + b"}\n"
+    return digest, line
