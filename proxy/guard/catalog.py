@@ -43,6 +43,7 @@ class Catalog:
         self._schemas = schemas
         self._loaded = dsn is None
         self._lock = threading.Lock()
+        self.generation = 0  # bumped by every refresh: what was derived from older columns is stale
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Iterable[str] | Mapping[str, str]]) -> Catalog:
@@ -72,6 +73,7 @@ class Catalog:
         with self._lock:
             self._tables = tables
             self._loaded = True
+            self.generation += 1
 
     def _ensure(self) -> Tables:
         if not self._loaded:

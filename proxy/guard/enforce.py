@@ -273,7 +273,6 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
     revalidate(sql, stmt, allowed, obligations.row_cap)
     return Rewrite(
         sql=sql,
-        redacted_sql=redact_literals(sql),
         fingerprint=fingerprint(sql),
         masked_columns=tuple(masked),
         row_filters_applied=tuple(filtered),

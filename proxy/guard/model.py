@@ -134,7 +134,6 @@ class Rewrite:
     """The statement to send on, generated from the rewritten tree and re-validated by pglast."""
 
     sql: str
-    redacted_sql: str                            # literals replaced by placeholders (for audit)
     fingerprint: str                             # stable hash of the redacted statement
     masked_columns: tuple[str, ...]              # "schema.table.column"
     row_filters_applied: tuple[str, ...]         # "schema.table.column"

@@ -12,6 +12,7 @@ Order of checks (each one fails closed):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,18 @@ from pgwarden.proxy.guard.resolve import Resolution, resolve, table_positions
 
 MAX_SQL_LENGTH = 100_000
 _POSTGRES = Postgres()
+
+
+class _DropCommandFallbackWarning(logging.Filter):
+    """sqlglot's "falling back to Command" warning quotes the raw statement, literals included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unsupported syntax" not in str(record.msg)
+
+
+_SQLGLOT_LOGGER = logging.getLogger("sqlglot")
+if not any(isinstance(f, _DropCommandFallbackWarning) for f in _SQLGLOT_LOGGER.filters):
+    _SQLGLOT_LOGGER.addFilter(_DropCommandFallbackWarning())
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Values)
 _KINDS: dict[type[exp.Expr], str] = {
@@ -107,14 +120,8 @@ def _kind(root: exp.Expression) -> str:
     return _KINDS.get(type(inner), "select")
 
 
-def parse_statement(sql: str, *, search_path: tuple[str, ...] = ("public",),
-                    catalog: Catalog | None = None) -> Statement:
-    """Parse and analyse one untrusted statement; raise `GuardDenied` for anything unsafe.
-
-    `catalog`, when given, resolves unqualified names through a multi-schema search path (the
-    first schema that has the table); without it they resolve to the first schema.
-    """
-    search_path = validate_search_path(tuple(search_path))
+def precheck(sql: str) -> None:
+    """The checks that need no parser: text, not too long, not empty, no NUL character."""
     if not isinstance(sql, str):
         raise GuardDenied(Reason.UNPARSEABLE, "the statement must be text")
     if len(sql) > MAX_SQL_LENGTH:
@@ -123,6 +130,17 @@ def parse_statement(sql: str, *, search_path: tuple[str, ...] = ("public",),
         raise GuardDenied(Reason.EMPTY, "the statement is empty")
     if "\x00" in sql:
         raise GuardDenied(Reason.UNPARSEABLE, "the statement holds a NUL character")
+
+
+def parse_statement(sql: str, *, search_path: tuple[str, ...] = ("public",),
+                    catalog: Catalog | None = None) -> Statement:
+    """Parse and analyse one untrusted statement; raise `GuardDenied` for anything unsafe.
+
+    `catalog`, when given, resolves unqualified names through a multi-schema search path (the
+    first schema that has the table); without it they resolve to the first schema.
+    """
+    search_path = validate_search_path(tuple(search_path))
+    precheck(sql)
     known = catalog.knows if catalog is not None else None
     try:
         facts = inspect(sql, search_path, known)

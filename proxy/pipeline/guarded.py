@@ -16,20 +16,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
-from pgwarden.proxy.audit.redact import RedactedSQL, redact_tree
+from pgwarden.proxy.audit.redact import RedactedSQL, redact_scanned, redact_sql
 from pgwarden.proxy.guard.catalog import Catalog
-from pgwarden.proxy.guard.enforce import enforce
-from pgwarden.proxy.guard.model import GuardDenied, Mask, Reason
-from pgwarden.proxy.guard.parse import Statement, parse_statement
+from pgwarden.proxy.guard.enforce import allowed_functions, enforce, revalidate
+from pgwarden.proxy.guard.model import Analysis, GuardDenied, Mask, Obligations, Reason, Rewrite
+from pgwarden.proxy.guard.parse import Statement, parse_statement, precheck
+from pgwarden.proxy.guard.shapes import Shape, ShapeCache
+from pgwarden.proxy.guard.tokens import Scanned, scan_sql
 from pgwarden.proxy.pipeline.gate import JSON, Allowed, CallContext, Denied, ListKind, Outcome, Verdict
 from pgwarden.proxy.policy.activation import Principal as PolicyPrincipal
 from pgwarden.proxy.policy.activation import RequestInfo
@@ -52,6 +56,7 @@ AUDIT_FAILED_TEXT = "pgwarden could not write the audit record of this call, so 
 STATEMENT_CACHE_SIZE = 256
 """Statements (parsed, analysed and redacted) kept per gate, by exact text and search path."""
 CACHEABLE_SQL_CHARS = 8192  # longer statements are analysed every time (bounded memory)
+SHAPE_CACHE_ENV = "PGWARDEN_SHAPE_CACHE"  # "off" disables learned shapes (benchmarks compare both)
 
 NETWORK_TRANSPORT = {"stdio": "pipe", "http": "tcp"}
 """The relay's front transport as the semantic conventions' `network.transport` value."""
@@ -77,6 +82,26 @@ def denied_text(reason_code: str, message: str) -> str:
     return f"pgwarden denied this call ({reason_code}): {message}"
 
 
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """One statement of a call after analysis: parsed, or matched to a learned shape."""
+
+    sql: str
+    search_path: tuple[str, ...]
+    context: Hashable
+    scanned: Scanned | None
+    statement: Statement | None  # None when a learned shape stands in for it
+    shape: Shape | None
+    redacted: RedactedSQL
+
+    @property
+    def analysis(self) -> Analysis:
+        if self.shape is not None:
+            return self.shape.analysis
+        assert self.statement is not None
+        return self.statement.analysis
+
+
 class GuardedGate:
     """The gate the product runs with. See the module docstring."""
 
@@ -98,8 +123,10 @@ class GuardedGate:
         self._principals: dict[int, tuple[Any, PolicyPrincipal]] = {}
         self._statements: OrderedDict[tuple[str, tuple[str, ...]], tuple[Statement, RedactedSQL]]
         self._statements = OrderedDict()
+        self.shapes: ShapeCache | None = None if os.environ.get(SHAPE_CACHE_ENV) == "off" else ShapeCache()
 
-    def statement(self, sql: str, search_path: tuple[str, ...]) -> tuple[Statement, RedactedSQL]:
+    def statement(self, sql: str, search_path: tuple[str, ...],
+                  scanned: Scanned | None = None) -> tuple[Statement, RedactedSQL]:
         """`parse_statement` of `sql` and its redaction for the audit record, cached by exact text.
 
         Both are pure functions of the text and the search path (no catalog is involved), and a
@@ -112,13 +139,52 @@ class GuardedGate:
             self._statements.move_to_end(key)
             return hit
         statement = parse_statement(sql, search_path=search_path)
-        # Redacted from the guard's own parse (same parser, same dialect): no second parse.
-        entry = (statement, redact_tree(statement.tree.root().copy(), sql))
+        # The guard accepted the text, so Postgres's grammar did: the scan alone redacts it.
+        entry = (statement, redact_scanned(scanned) if scanned is not None else redact_sql(sql))
         if len(sql) <= CACHEABLE_SQL_CHARS:
             self._statements[key] = entry
             if len(self._statements) > STATEMENT_CACHE_SIZE:
                 self._statements.popitem(last=False)
         return entry
+
+    def _context(self, search_path: tuple[str, ...]) -> Hashable:
+        """What a learned shape depends on besides the text: search path and catalog contents."""
+        catalog = self.catalog
+        return (search_path, id(catalog), catalog.generation if catalog is not None else 0)
+
+    def analyse(self, sql: str, search_path: tuple[str, ...]) -> Analysed:
+        """`sql` analysed: from a learned shape when it has one, else parsed (`statement`)."""
+        precheck(sql)
+        scanned = scan_sql(sql) if self.shapes is not None and len(sql) <= CACHEABLE_SQL_CHARS else None
+        context = self._context(search_path)
+        if scanned is not None and self.shapes is not None:
+            shape = self.shapes.find(scanned, context)
+            if shape is not None:
+                return Analysed(sql, search_path, context, scanned, None, shape, redact_scanned(scanned))
+        statement, redacted = self.statement(sql, search_path, scanned)
+        return Analysed(sql, search_path, context, scanned, statement, None, redacted)
+
+    def rewrite(self, analysed: Analysed, obligations: Obligations) -> tuple[Rewrite, RedactedSQL]:
+        """`enforce` of the analysed statement, or its learned template filled with its constants
+        and re-validated by pglast; with the redaction of the SQL to send for the audit record."""
+        shape, scanned = analysed.shape, analysed.scanned
+        if shape is not None and scanned is not None and self.shapes is not None:
+            template = self.shapes.template(shape, obligations)
+            if template is not None:
+                sql = template.fill(scanned.constants)
+                revalidate(sql, shape.statement, allowed_functions(obligations), obligations.row_cap)
+                redacted = template.memo.get("redacted")
+                if not isinstance(redacted, RedactedSQL):
+                    redacted = template.memo["redacted"] = redact_sql(sql)
+                return dataclasses.replace(template.rewrite, sql=sql), redacted
+        statement = analysed.statement
+        if statement is None:
+            statement, _ = self.statement(analysed.sql, analysed.search_path, scanned)
+        rewrite = enforce(statement, obligations, self.catalog)
+        redacted = redact_sql(rewrite.sql)
+        if scanned is not None and self.shapes is not None:
+            self.shapes.learn(scanned, analysed.context, statement, obligations, rewrite, self.catalog)
+        return rewrite, redacted
 
     def prepared(self, principal: Any) -> PolicyPrincipal:
         """The principal converted once for the policy engine (cached per principal object)."""
@@ -295,14 +361,14 @@ class GuardedExchange:
         policy = self.policy
         try:
             with self.stage(SPAN_ANALYSE):
-                statement, redacted = self.gate.statement(sql, tuple(policy.search_path))
+                analysed = self.gate.analyse(sql, tuple(policy.search_path))
         except GuardDenied as denied:
             self.record(sql=sql)
             return self._deny(denied.code, denied.message)
-        self.record(sql_redacted=redacted)
+        self.record(sql_redacted=analysed.redacted)
         with self.stage(SPAN_DECIDE):
             decision = policy.decide(
-                self.principal, self._request("tools/call", tool, arguments), statement.analysis
+                self.principal, self._request("tools/call", tool, arguments), analysed.analysis
             )
         if not decision.allowed:
             return self._deny(str(decision.reason_code or Reason.POLICY_NO_MATCH), decision.reason, decision)
@@ -314,7 +380,7 @@ class GuardedExchange:
             obligations = dataclasses.replace(obligations, row_cap=cap + 1)
         try:
             with self.stage(SPAN_REWRITE):
-                rewrite = enforce(statement, obligations, self.gate.catalog)
+                rewrite, sent_redacted = self.gate.rewrite(analysed, obligations)
         except GuardDenied as denied:
             return self._deny(denied.code, denied.message, decision)
         masks: dict[str, list[Mask]] = {}
@@ -335,8 +401,7 @@ class GuardedExchange:
             masked_columns=rewrite.masked_columns,
             row_filters=rewrite.row_filters_applied,
             row_cap=cap,
-            sent_sql_redacted=redact_tree(rewrite.tree, rewrite.sql) if rewrite.tree is not None else None,
-            sent_sql=rewrite.sql if rewrite.tree is None else None,
+            sent_sql_redacted=sent_redacted,
             fingerprint=rewrite.fingerprint,
         )
         return rewrite.sql
