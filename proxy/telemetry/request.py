@@ -40,6 +40,7 @@ class _Outcome:
     row_cap: int | None = None
     policy_revision: str | None = None
     fingerprint: str | None = None
+    fingerprint_of: RedactedSQL | None = None  # the statement whose fingerprint stands in for `fingerprint`
     sql: RedactedSQL | None = None
     sql_sent: RedactedSQL | None = None
     rows: int | None = None
@@ -159,63 +160,83 @@ class RequestSpan:
         `is_error` is the `isError` of the result the client gets (a deny is an error).
         """
         o = self.outcome
-        attrs: dict[str, Any] = {}
         if decision is not None:
             o.decision = decision
-            attrs[A.DECISION] = decision
         if principal_id is not None:
             o.principal = principal_id
-            attrs[A.PRINCIPAL_ID] = principal_id
         if rules is not None:
             o.rules = _tuple(rules)
-            attrs[A.RULE_IDS] = list(o.rules)
         if reason_code is not None:
             o.reason_code = str(reason_code)
-            attrs[A.REASON_CODE] = o.reason_code
         if reason is not None:
             o.reason = reason
         if relations is not None:
             o.relations = _tuple(relations)
-            attrs[A.RELATIONS] = list(o.relations)
         if masked_columns is not None:
             o.masked_columns = _tuple(masked_columns)
-            attrs[A.MASKED_COLUMNS] = list(o.masked_columns)
         if row_cap is not None:
             o.row_cap = row_cap
-            attrs[A.ROW_CAP] = row_cap
         if row_filters is not None:
             o.row_filters = _tuple(row_filters)
-            attrs[A.ROW_FILTERS] = list(o.row_filters)
         if policy_revision is not None:
             o.policy_revision = policy_revision
-            attrs[A.POLICY_REVISION] = policy_revision
+        derived_fingerprint = False
         if sql is not None or sql_redacted is not None:
             o.sql = sql_redacted if sql_redacted is not None else redact_sql(sql or "")
-            attrs[A.SQL_ORIGINAL_LENGTH] = o.sql.length
-            if o.sql.text is not None:
-                attrs[A.SQL_ORIGINAL_REDACTED] = o.sql.text
-            if fingerprint is None and o.fingerprint is None and o.sql.fingerprint is not None:
-                o.fingerprint = o.sql.fingerprint
-                attrs[A.SQL_FINGERPRINT] = o.fingerprint
+            if fingerprint is None and o.fingerprint is None and o.fingerprint_of is None:
+                # The statement's own fingerprint, unless the caller gives one (computed when needed).
+                o.fingerprint_of = o.sql
+                derived_fingerprint = True
         if sent_sql is not None or sent_sql_redacted is not None:
             o.sql_sent = sent_sql_redacted if sent_sql_redacted is not None else redact_sql(sent_sql or "")
-            if o.sql_sent.text is not None:
-                attrs[A.SQL_REDACTED] = o.sql_sent.text
         if fingerprint is not None:
             o.fingerprint = fingerprint
-            attrs[A.SQL_FINGERPRINT] = fingerprint
         if rows_returned is not None:
             o.rows = rows_returned
-            attrs[A.ROWS_RETURNED] = rows_returned
         if truncated is not None:
             o.truncated = truncated
-            attrs[A.TRUNCATED] = truncated
         if is_error is not None:
             o.is_error = is_error
             if is_error:
                 self.set_error(A.TOOL_ERROR if self.method == "tools/call" else "error")
-        if self._exported:
-            self.span.set_attributes(attrs)
+        if not self._exported:
+            return
+        # Attributes added after the span started reach span exporters only: built only for them.
+        attrs: dict[str, Any] = {}
+        if decision is not None:
+            attrs[A.DECISION] = decision
+        if principal_id is not None:
+            attrs[A.PRINCIPAL_ID] = principal_id
+        if rules is not None:
+            attrs[A.RULE_IDS] = list(o.rules)
+        if reason_code is not None:
+            attrs[A.REASON_CODE] = o.reason_code
+        if relations is not None:
+            attrs[A.RELATIONS] = list(o.relations)
+        if masked_columns is not None:
+            attrs[A.MASKED_COLUMNS] = list(o.masked_columns)
+        if row_cap is not None:
+            attrs[A.ROW_CAP] = row_cap
+        if row_filters is not None:
+            attrs[A.ROW_FILTERS] = list(o.row_filters)
+        if policy_revision is not None:
+            attrs[A.POLICY_REVISION] = policy_revision
+        if (sql is not None or sql_redacted is not None) and o.sql is not None:
+            attrs[A.SQL_ORIGINAL_LENGTH] = o.sql.length
+            if o.sql.text is not None:
+                attrs[A.SQL_ORIGINAL_REDACTED] = o.sql.text
+            if derived_fingerprint and o.sql.fingerprint is not None:
+                attrs[A.SQL_FINGERPRINT] = o.sql.fingerprint
+        sent_text = o.sql_sent.text if o.sql_sent is not None else None
+        if (sent_sql is not None or sent_sql_redacted is not None) and sent_text is not None:
+            attrs[A.SQL_REDACTED] = sent_text
+        if fingerprint is not None:
+            attrs[A.SQL_FINGERPRINT] = fingerprint
+        if rows_returned is not None:
+            attrs[A.ROWS_RETURNED] = rows_returned
+        if truncated is not None:
+            attrs[A.TRUNCATED] = truncated
+        self.span.set_attributes(attrs)
 
     def set_error(self, error_type: str) -> None:
         """Mark the request failed with `error.type` (`tool_error`, a JSON-RPC code, a class name)."""
@@ -224,6 +245,14 @@ class RequestSpan:
         self.span.set_status(StatusCode.ERROR)
 
     # -- audit --------------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint given by the caller, else that of the first statement recorded."""
+        o = self.outcome
+        if o.fingerprint is not None:
+            return o.fingerprint
+        return o.fingerprint_of.fingerprint if o.fingerprint_of is not None else None
 
     def audit_entry(self) -> AuditEntry:
         """The audit entry of this request as recorded so far."""
@@ -238,7 +267,7 @@ class RequestSpan:
             rules=o.rules,
             reason_code=o.reason_code,
             reason=o.reason,
-            fingerprint=o.fingerprint,
+            fingerprint=self.fingerprint,
             sql=o.sql,
             sql_sent=o.sql_sent,
             relations=o.relations,

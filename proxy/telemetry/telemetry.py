@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
+from opentelemetry import context as otel_context
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 
 from pgwarden import __version__
 from pgwarden.proxy.telemetry import attributes as A
@@ -41,6 +44,10 @@ class Telemetry:
         self.metrics = Metrics(providers.meter_provider.get_meter(SCOPE, __version__),
                                enabled=providers.exports_metrics)
         self.logger = providers.logger_provider.get_logger(SCOPE, __version__)
+        # With no span exporter, request spans are made by `_unexported_span` from this tracer.
+        self._unexported_tracer = (
+            self.tracer if not providers.exports_spans and isinstance(self.tracer, SdkTracer) else None
+        )
 
     @classmethod
     def from_config(
@@ -85,6 +92,36 @@ class Telemetry:
         """
         target = tool if tool is not None else prompt
         name = f"{method} {target}" if target else method
+        parent = extract_context(parent_meta, http_headers)
+        if self._unexported_tracer is not None:
+            span_cm: AbstractContextManager[Span] = self._unexported_span(
+                self._unexported_tracer, name, parent)
+        else:
+            span_cm = self.tracer.start_as_current_span(
+                name, context=parent, kind=SpanKind.SERVER,
+                attributes=self._start_attributes(method, tool, prompt, resource_uri, request_id,
+                                                  protocol_version, session_id, transport),
+                record_exception=False, set_status_on_exception=False,
+            )
+        with span_cm as span:
+            req = RequestSpan(self, span, method, target, None if request_id is None else str(request_id),
+                              session_id)
+            try:
+                yield req
+            except BaseException as exc:
+                if req.error_type is None:
+                    req.set_error(type(exc).__qualname__)
+                raise
+            finally:
+                if req.outcome.decision is not None and req.audit_record is None:
+                    log.debug("%s finished with a decision but no audit record", name)
+                req._finish()
+
+    def _start_attributes(
+        self, method: str, tool: str | None, prompt: str | None, resource_uri: str | None,
+        request_id: str | int | None, protocol_version: str | None, session_id: str | None,
+        transport: str | None,
+    ) -> dict[str, Any]:
         attrs: dict[str, Any] = {A.MCP_METHOD_NAME: method}
         if request_id is not None:
             attrs[A.JSONRPC_REQUEST_ID] = str(request_id)
@@ -104,23 +141,36 @@ class Telemetry:
             attrs[A.NETWORK_TRANSPORT] = transport
         if self.config.instance_id is not None:
             attrs[A.INSTANCE_ID] = self.config.instance_id
-        parent = extract_context(parent_meta, http_headers)
-        with self.tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=attrs,
-            record_exception=False, set_status_on_exception=False,
-        ) as span:
-            req = RequestSpan(self, span, method, target, None if request_id is None else str(request_id),
-                              session_id)
-            try:
-                yield req
-            except BaseException as exc:
-                if req.error_type is None:
-                    req.set_error(type(exc).__qualname__)
-                raise
-            finally:
-                if req.outcome.decision is not None and req.audit_record is None:
-                    log.debug("%s finished with a decision but no audit record", name)
-                req._finish()
+        return attrs
+
+    @staticmethod
+    @contextmanager
+    def _unexported_span(tracer: SdkTracer, name: str, parent: Context | None) -> Iterator[Span]:
+        """The request span when no exporter could ever receive it: only its identity.
+
+        The same trace id, span id, sampling flags and trace state as the SDK would give the
+        span (from the tracer's id generator and sampler, the client's context as parent), made
+        current so child stages and the upstream's `traceparent` descend from it, and written
+        to the audit record; but no recording span, attributes, events or processors.
+        """
+        parent_context = trace.get_current_span(parent).get_span_context()
+        if parent_context.is_valid:
+            trace_id = parent_context.trace_id
+            random_trace_id = getattr(parent_context.trace_flags, "random_trace_id", False)
+        else:
+            trace_id = tracer.id_generator.generate_trace_id()
+            random_trace_id = tracer.id_generator.is_trace_id_random()
+        sampling = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
+        flags = TraceFlags.SAMPLED if sampling.decision.is_sampled() else TraceFlags.DEFAULT
+        if random_trace_id:
+            flags |= getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+        span = NonRecordingSpan(SpanContext(trace_id, tracer.id_generator.generate_span_id(), is_remote=False,
+                                            trace_flags=TraceFlags(flags), trace_state=sampling.trace_state))
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            yield span
+        finally:
+            otel_context.detach(token)
 
     def emit_audit_record(self, record: Mapping[str, Any], span: Span | None = None) -> None:
         """Emit an audit record as an OpenTelemetry log record (event `pgwarden.audit`); nothing
