@@ -114,6 +114,17 @@ def redact_scanned(scanned: Scanned) -> RedactedSQL:
     return RedactedSQL(text=text, length=len(sql), shape=scanned.shape)
 
 
+_PARAMETER = re.compile(r"\$[0-9]+")
+
+
+def redact_normalized(sql: str, normalized: str) -> RedactedSQL:
+    """The redaction of SQL the guard generated (no comments), from Postgres's normalisation of
+    it (`enforce.normalize`: every constant already `$n`): each `$n` becomes `?`."""
+    if len(sql) > MAX_PARSE_CHARS:
+        return _unredactable(sql)
+    return RedactedSQL(text=_PARAMETER.sub(PLACEHOLDER, normalized), length=len(sql))
+
+
 def redact_sql(sql: str) -> RedactedSQL:
     """Replace every constant of `sql` with `?` and drop its comments, by Postgres's scanner.
 

@@ -14,6 +14,7 @@ Run order (each step a function over the copied tree, like an optimizer rule lis
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections.abc import Mapping
@@ -38,13 +39,18 @@ _GENERATORS = threading.local()
 
 
 def generate(tree: exp.Expression) -> str:
-    """`POSTGRES.generate(tree)` (on a copy) with one generator per thread, reused: sqlglotc's
+    """The SQL of `tree`, without comments, with one generator per thread, reused: sqlglotc's
     compiled Generator leaks about 60 bytes per instance, so one per call grows a long-running
-    proxy without bound. A generator resets its state at each `generate`."""
+    proxy without bound. A generator resets its state at each `generate`.
+
+    The tree is the caller's own copy and may be changed by the generator's dialect transforms
+    (no second deep copy). Comments are not sent on: the upstream needs none of the agent's,
+    and a comment is text the guard does not analyse.
+    """
     generator = getattr(_GENERATORS, "generator", None)
     if generator is None:
-        generator = _GENERATORS.generator = POSTGRES.generator()
-    return str(generator.generate(tree, copy=True))
+        generator = _GENERATORS.generator = POSTGRES.generator(comments=False)
+    return str(generator.generate(tree, copy=False))
 
 
 def _ident(name: str) -> exp.Identifier:
@@ -271,15 +277,23 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     revalidate(sql, stmt, allowed, obligations.row_cap)
+    normalized = normalize(sql)
     return Rewrite(
         sql=sql,
-        fingerprint=fingerprint(sql),
+        normalized=normalized,
+        fingerprint=hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:16],
         masked_columns=tuple(masked),
         row_filters_applied=tuple(filtered),
         row_cap=obligations.row_cap,
         relations=stmt.analysis.relations,
         tree=tree,
     )
+
+
+def normalize(sql: str) -> str:
+    """`sql` with every constant replaced by `$n`, by Postgres's own normalisation (libpg_query,
+    as pg_stat_statements does). Only for SQL that parses: the guard's own output."""
+    return str(pgparser.normalize(sql))
 
 
 def redact_literals(sql: str) -> str:

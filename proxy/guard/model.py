@@ -134,7 +134,8 @@ class Rewrite:
     """The statement to send on, generated from the rewritten tree and re-validated by pglast."""
 
     sql: str
-    fingerprint: str                             # stable hash of the redacted statement
+    normalized: str                              # `sql` with every constant as `$n` (for audit)
+    fingerprint: str                             # stable hash of `normalized`: constants ignored
     masked_columns: tuple[str, ...]              # "schema.table.column"
     row_filters_applied: tuple[str, ...]         # "schema.table.column"
     row_cap: int | None

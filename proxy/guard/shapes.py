@@ -114,10 +114,10 @@ def _splice(sql: str, constants: Sequence[Constant], replacements: dict[int, str
 
 
 def _same_effect(a: Rewrite, b: Rewrite) -> bool:
-    """Same masks, filters, relations and cap, and the same statement by Postgres's fingerprint
-    (which ignores constants)."""
-    return (a.masked_columns, a.row_filters_applied, a.relations, a.row_cap, a.fingerprint) == (
-        b.masked_columns, b.row_filters_applied, b.relations, b.row_cap, b.fingerprint)
+    """Same masks, filters, relations and cap, and the same statement once Postgres's own
+    normalisation has replaced every constant."""
+    return (a.masked_columns, a.row_filters_applied, a.relations, a.row_cap, a.normalized) == (
+        b.masked_columns, b.row_filters_applied, b.relations, b.row_cap, b.normalized)
 
 
 class ShapeCache:
@@ -221,24 +221,26 @@ def _learn_shape(scanned: Scanned, statement: Statement, extra_pins: frozenset[i
 def _learn_template(
     shape: Shape, scanned: Scanned, obligations: Obligations, rewrite: Rewrite, catalog: Catalog | None
 ) -> Template | frozenset[int]:
-    """The template, or the constants whose sentinel did not survive the rewrite as written
-    (empty: the shape cannot be templated at all)."""
+    """The template, or the constants to pin because the rewrite does not carry them as
+    constants (empty: the shape cannot be templated at all)."""
     try:
         sentinel_rewrite = enforce(shape.statement, obligations, catalog)
     except GuardDenied:
         return frozenset()
+    found: list[tuple[int, int, int]] = []
+    to_pin = set()
+    for index, text in shape.sentinels.items():
+        pattern = _sentinel_pattern(text)
+        spans = [(m.start(), m.end(), index) for m in pattern.finditer(sentinel_rewrite.sql)]
+        # Not in the SQL as written (the guard rewrote it), or still there once Postgres has
+        # normalised every constant away (a column position, a type modifier): structure.
+        if not spans or pattern.search(sentinel_rewrite.normalized):
+            to_pin.add(index)
+        found.extend(spans)
+    if to_pin:
+        return frozenset(to_pin)
     if not _same_effect(sentinel_rewrite, rewrite):
         return frozenset()
-    found: list[tuple[int, int, int]] = []
-    missing = set()
-    for index, text in shape.sentinels.items():
-        matches = _sentinel_pattern(text).finditer(sentinel_rewrite.sql)
-        spans = [(m.start(), m.end(), index) for m in matches]
-        if not spans:
-            missing.add(index)
-        found.extend(spans)
-    if missing:
-        return frozenset(missing)
     found.sort()
     segments, holes, position = [], [], 0
     for start, end, index in found:

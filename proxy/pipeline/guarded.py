@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
-from pgwarden.proxy.audit.redact import RedactedSQL, redact_scanned, redact_sql
+from pgwarden.proxy.audit.redact import RedactedSQL, redact_normalized, redact_scanned, redact_sql
 from pgwarden.proxy.guard.catalog import Catalog
 from pgwarden.proxy.guard.enforce import allowed_functions, enforce, revalidate
 from pgwarden.proxy.guard.model import Analysis, GuardDenied, Mask, Obligations, Reason, Rewrite
@@ -173,15 +173,17 @@ class GuardedGate:
             if template is not None:
                 sql = template.fill(scanned.constants)
                 revalidate(sql, shape.statement, allowed_functions(obligations), obligations.row_cap)
-                redacted = template.memo.get("redacted")
-                if not isinstance(redacted, RedactedSQL):
-                    redacted = template.memo["redacted"] = redact_sql(sql)
+                # Constants are all placeholders in the redaction: it is the same for every fill.
+                known = template.memo.get("redacted")
+                if not isinstance(known, RedactedSQL):
+                    known = template.memo["redacted"] = redact_normalized(sql, template.rewrite.normalized)
+                redacted = dataclasses.replace(known, length=len(sql))
                 return dataclasses.replace(template.rewrite, sql=sql), redacted
         statement = analysed.statement
         if statement is None:
             statement, _ = self.statement(analysed.sql, analysed.search_path, scanned)
         rewrite = enforce(statement, obligations, self.catalog)
-        redacted = redact_sql(rewrite.sql)
+        redacted = redact_normalized(rewrite.sql, rewrite.normalized)
         if scanned is not None and self.shapes is not None:
             self.shapes.learn(scanned, analysed.context, statement, obligations, rewrite, self.catalog)
         return rewrite, redacted

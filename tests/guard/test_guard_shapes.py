@@ -15,11 +15,12 @@ from decimal import Decimal
 import psycopg
 import pytest
 from guard_support import ANALYST, DEMO_CATALOG, FIXTURES, PERMISSIVE, queries
+from pglast import parser as pgparser
 
 from pgwarden.proxy.guard import Catalog, GuardDenied, Obligations, RowFilter, enforce, parse_statement
 from pgwarden.proxy.guard.enforce import allowed_functions, revalidate
 from pgwarden.proxy.guard.shapes import ShapeCache, obligations_key
-from pgwarden.proxy.guard.tokens import Scanned, scan_sql
+from pgwarden.proxy.guard.tokens import Constant, Scanned, scan_sql
 
 CORPUS = queries(FIXTURES / "analytics.sql")
 CONTEXT = (("public",), "test-catalog", 1)
@@ -31,22 +32,35 @@ def scanned(sql: str) -> Scanned:
     return found
 
 
-def variant(sql: str, k: int) -> str:
-    """`sql` with every swappable constant changed (pinned constants kept as written)."""
+def changed(c: Constant, k: int) -> str:
+    if c.kind == "string":
+        return c.text[:-1] + f"v{k}'"
+    if c.kind in ("integer", "bigint"):
+        return str(int(c.text) + k)
+    return f"{c.text}{k}"
+
+
+def splice(sql: str, replacements: dict[int, str]) -> str:
     scan, out, position = scanned(sql), [], 0
-    for c in scan.constants:
+    for index, c in enumerate(scan.constants):
         out.append(sql[position:c.start])
-        if c.pinned:
-            out.append(c.text)
-        elif c.kind == "string":
-            out.append(c.text[:-1] + f"v{k}'")
-        elif c.kind in ("integer", "bigint"):
-            out.append(str(int(c.text) + k))
-        else:
-            out.append(f"{c.text}{k}")
+        out.append(replacements.get(index, c.text))
         position = c.end
     out.append(sql[position:])
     return "".join(out)
+
+
+def variant(sql: str, k: int) -> str:
+    """`sql` with every constant changed that Postgres's normalisation treats as a value (not a
+    pinned one, and not a column position or a type modifier, which are structure)."""
+    scan = scanned(sql)
+    normalized = pgparser.normalize(sql)
+    values = {
+        i: changed(c, k)
+        for i, c in enumerate(scan.constants)
+        if not c.pinned and pgparser.normalize(splice(sql, {i: changed(c, k)})) == normalized
+    }
+    return splice(sql, values)
 
 
 def learn(cache: ShapeCache, sql: str, obligations: Obligations, catalog: Catalog = DEMO_CATALOG,
