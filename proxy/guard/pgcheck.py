@@ -9,10 +9,10 @@ included), every function-like call (`FuncCall`, `SQLValueFunction`, `COALESCE`,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pglast import parser as pgparser
 
 from pgwarden.proxy.guard.functions import type_is_allowed
@@ -215,9 +215,13 @@ class _Walker:
 def parse_tree(sql: str) -> list[dict[str, Any]]:
     """The raw statements of `sql` as pglast JSON; a parse error is `sql.unparseable`."""
     try:
-        tree = json.loads(pgparser.parse_sql_json(sql))
+        text = pgparser.parse_sql_json(sql)
     except pgparser.ParseError as error:
         raise _deny(Reason.UNPARSEABLE, "the statement does not parse as PostgreSQL") from error
+    try:
+        tree = orjson.loads(text)  # a third of the cost of json.loads on these trees
+    except orjson.JSONDecodeError as error:  # nesting beyond orjson's limit (1024 levels)
+        raise _deny(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     stmts: list[dict[str, Any]] = tree.get("stmts", [])
     return stmts
 

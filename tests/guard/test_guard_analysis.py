@@ -171,3 +171,11 @@ def test_catalog_from_dsn_reads_columns_in_table_order(admin_dsn: str) -> None:
     assert catalog.columns("pg_catalog.pg_class") is None
     catalog.refresh()
     assert catalog.columns("public.nope") is None
+
+
+@pytest.mark.parametrize("depth", [1100, 5000])
+def test_deeply_nested_statements_are_denied_as_too_large(depth: int) -> None:
+    """Beyond the JSON decoder's nesting limit (or the interpreter's), never a crash."""
+    with pytest.raises(GuardDenied) as denied:
+        parse_statement("SELECT " + "(" * depth + "1" + ")" * depth)
+    assert denied.value.code == Reason.TOO_LARGE
