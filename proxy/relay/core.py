@@ -22,12 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import mcp_types as types
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
@@ -87,6 +89,27 @@ def _connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
     return connection
 
 
+ProgressSender = ProgressFnT
+
+
+@dataclass(slots=True)
+class Call:
+    """One front request as the routes see it, from the SDK's context or the stdio fast path."""
+
+    method: str
+    params: Mapping[str, Any] | None
+    request_id: str | int | None
+    protocol_version: str | None
+    connection: Connection
+    ctx: ServerRequestContext[Any, Any] | None = None  # None: served by the stdio fast path
+    principal: Any = None  # fast path: the configured principal (the SDK path resolves it)
+    progress: ProgressSender | None = None  # fast path: sends progress for the client's token
+
+    @classmethod
+    def of(cls, ctx: ServerRequestContext[Any, Any]) -> Call:
+        return cls(ctx.method, ctx.params, ctx.request_id, ctx.protocol_version, _connection_of(ctx), ctx)
+
+
 class Relay:
     """The front server's middleware. One per proxy process, shared by all front sessions."""
 
@@ -105,8 +128,9 @@ class Relay:
         self.transport = transport
         self.forward_upstream_logs = forward_upstream_logs
         self._fronts: dict[int, Connection] = {}  # live handshake-era front connections
-        self._inflight: dict[int, list[ServerRequestContext[Any, Any]]] = {}  # per connection
-        self._routes: dict[str, Callable[[ServerRequestContext[Any, Any]], Awaitable[dict[str, Any]]]] = {
+        self._inflight: dict[int, list[Call]] = {}  # per connection
+        self.stdio_connection: Connection | None = None  # the one front connection of a stdio proxy
+        self._routes: dict[str, Callable[[Call], Awaitable[dict[str, Any]]]] = {
             "tools/call": self._tools_call,
             **{m: self._list for m in _LIST_METHODS},
             **{m: self._checked for m in _CHECKED_METHODS},
@@ -121,16 +145,22 @@ class Relay:
             await self._client_notification(ctx, call_next)
             return None
         if method in ("initialize", "server/discover"):
+            if self.transport == "stdio":
+                self.stdio_connection = _connection_of(ctx)  # for the fast path (see fast.py)
             return await call_next(ctx)  # the SDK owns the handshake; capabilities come from us
         legacy = not is_modern(ctx.protocol_version)
         if legacy and ctx.session.client_params is None and method != "ping":
             return await call_next(ctx)  # not initialised yet: the SDK answers with its error
-        route = self._routes.get(method)
+        return await self.route(Call.of(ctx))
+
+    async def route(self, call: Call) -> dict[str, Any]:
+        """Answer one request of an initialised (or modern) front connection."""
+        route = self._routes.get(call.method)
         if route is None:
-            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=method)
-        if legacy:
-            self._register(ctx)
-        return await route(ctx)
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=call.method)
+        if not is_modern(call.protocol_version):
+            self._register(call.connection)
+        return await route(call)
 
     async def _client_notification(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> None:
         await call_next(ctx)  # initialized / cancelled bookkeeping stays with the SDK
@@ -139,14 +169,18 @@ class Relay:
 
     # -- routes --------------------------------------------------------------------------------
 
-    def _context(self, ctx: ServerRequestContext[Any, Any]) -> CallContext:
-        try:
-            principal = self.principal_for(ctx)
-        except PermissionError as exc:
-            raise MCPError(code=INVALID_REQUEST, message=str(exc) or "not authenticated") from None
+    def _context(self, call: Call) -> CallContext:
+        ctx = call.ctx
+        if ctx is None:
+            principal = call.principal
+        else:
+            try:
+                principal = self.principal_for(ctx)
+            except PermissionError as exc:
+                raise MCPError(code=INVALID_REQUEST, message=str(exc) or "not authenticated") from None
         session_id = None
-        meta = trace_meta(ctx.params)
-        if ctx.request is not None:
+        meta = trace_meta(call.params)
+        if ctx is not None and ctx.request is not None:
             headers = getattr(ctx.request, "headers", {})
             session_id = headers.get("mcp-session-id")
             if "traceparent" not in meta:  # over HTTP the trace context may come as headers instead
@@ -154,16 +188,16 @@ class Relay:
         return CallContext(
             principal=principal,
             upstream=self.upstream.spec.name,
-            method=ctx.method,
-            request_id=ctx.request_id,
+            method=call.method,
+            request_id=call.request_id,
             session_id=session_id,
-            protocol_version=ctx.protocol_version,
+            protocol_version=call.protocol_version,
             transport=self.transport,
             meta=meta,
         )
 
-    async def _tools_call(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        params = ctx.params or {}
+    async def _tools_call(self, call: Call) -> dict[str, Any]:
+        params = call.params or {}
         name, arguments = params.get("name"), params.get("arguments")
         if arguments is None:
             arguments = {}
@@ -171,82 +205,86 @@ class Relay:
             raise MCPError(
                 code=INVALID_PARAMS, message="tools/call needs a string name and an object of arguments"
             )
-        with self.gate.open(self._context(ctx), tool=name) as exchange:
+        with self.gate.open(self._context(call), tool=name) as exchange:
             verdict = exchange.check_tool_call(name, arguments)
             outcome = Outcome()
             if isinstance(verdict, Allowed):
                 args = verdict.arguments if verdict.arguments is not None else arguments
                 with exchange.upstream():
-                    outcome = await self._forward(ctx, "tools/call", name=name, arguments=dict(args))
+                    outcome = await self._forward(call, "tools/call", name=name, arguments=dict(args))
             result = await exchange.finish(verdict, outcome)
-        return self._answer(ctx, result, outcome)
+        return self._answer(call, result, outcome)
 
-    async def _checked(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        params = ctx.params or {}
+    async def _checked(self, call: Call) -> dict[str, Any]:
+        params = call.params or {}
         uri = params.get("uri") if isinstance(params.get("uri"), str) else None
         raw_ref = params.get("ref")
         ref: Mapping[str, Any] = raw_ref if isinstance(raw_ref, dict) else {}
-        prompt = params.get("name") if ctx.method == "prompts/get" else ref.get("name")
+        prompt = params.get("name") if call.method == "prompts/get" else ref.get("name")
         with self.gate.open(
-            self._context(ctx), prompt=prompt if isinstance(prompt, str) else None, uri=uri or ref.get("uri")
+            self._context(call), prompt=prompt if isinstance(prompt, str) else None, uri=uri or ref.get("uri")
         ) as exchange:
             verdict = exchange.check_request(params)
             outcome = Outcome()
             if isinstance(verdict, Allowed):
                 with exchange.upstream():
-                    outcome = await self._forward(ctx, ctx.method)
+                    outcome = await self._forward(call, call.method)
             result = await exchange.finish(verdict, outcome)
         if isinstance(verdict, Denied) and result is None:
             raise MCPError(code=INVALID_REQUEST, message=f"pgwarden denied this request: {verdict.message}")
-        answer = self._answer(ctx, result, outcome)
-        if ctx.method == "resources/subscribe" and uri is not None and outcome.result is not None:
-            _connection_of(ctx).state.setdefault(_SUBSCRIPTIONS, set()).add(uri)
+        answer = self._answer(call, result, outcome)
+        if call.method == "resources/subscribe" and uri is not None and outcome.result is not None:
+            call.connection.state.setdefault(_SUBSCRIPTIONS, set()).add(uri)
         return answer
 
-    async def _list(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        kind = _LIST_METHODS[ctx.method]
-        with self.gate.open(self._context(ctx)) as exchange:
+    async def _list(self, call: Call) -> dict[str, Any]:
+        kind = _LIST_METHODS[call.method]
+        with self.gate.open(self._context(call)) as exchange:
             with exchange.upstream():
-                outcome = await self._forward(ctx, ctx.method)
+                outcome = await self._forward(call, call.method)
             result = outcome.result
             if result is not None:
                 items = result.get(kind)
                 if not isinstance(items, list):
                     raise MCPError(
-                        code=INTERNAL_ERROR, message=f"the upstream's {ctx.method} result has no {kind} list"
+                        code=INTERNAL_ERROR, message=f"the upstream's {call.method} result has no {kind} list"
                     )
                 result[kind] = exchange.visible(kind, [i for i in items if isinstance(i, dict)])
-                if is_modern(ctx.protocol_version):
+                if is_modern(call.protocol_version):
                     # Filtered for this caller, and policies reload: private, and not to be reused.
                     result["cacheScope"] = "private"
                     result["ttlMs"] = 0
             await exchange.finish(None, outcome)
-        return self._answer(ctx, result, outcome)
+        return self._answer(call, result, outcome)
 
-    async def _passthrough(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        if ctx.method == "resources/unsubscribe":
-            uri = (ctx.params or {}).get("uri")
-            _connection_of(ctx).state.get(_SUBSCRIPTIONS, set()).discard(uri)
-        outcome = await self._forward(ctx, ctx.method)
-        return self._answer(ctx, None, outcome)
+    async def _passthrough(self, call: Call) -> dict[str, Any]:
+        if call.method == "resources/unsubscribe":
+            uri = (call.params or {}).get("uri")
+            call.connection.state.get(_SUBSCRIPTIONS, set()).discard(uri)
+        outcome = await self._forward(call, call.method)
+        return self._answer(call, None, outcome)
 
     # -- forwarding ----------------------------------------------------------------------------
 
-    async def _forward(self, ctx: ServerRequestContext[Any, Any], method: str, **overrides: Any) -> Outcome:
+    async def _forward(self, call: Call, method: str, **overrides: Any) -> Outcome:
         """Send the request upstream; an upstream error or failure becomes an `Outcome.error`."""
-        params = rebuild_params(ctx.params, upstream_modern=self.upstream.modern, **overrides)
-        meta = (ctx.params or {}).get("_meta")
+        params = rebuild_params(call.params, upstream_modern=self.upstream.modern, **overrides)
+        meta = (call.params or {}).get("_meta")
         wants_progress = isinstance(meta, Mapping) and meta.get("progressToken") is not None
-        on_progress = None
+        on_progress: ProgressSender | None = None
         if wants_progress:
-            session = ctx.session
+            if call.ctx is not None:
+                session = call.ctx.session
 
-            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-                await session.report_progress(progress, total, message)
+                async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                    await session.report_progress(progress, total, message)
 
-        key = id(_connection_of(ctx))
+            else:
+                on_progress = call.progress
+
+        key = id(call.connection)
         inflight = self._inflight.setdefault(key, [])
-        inflight.append(ctx)
+        inflight.append(call)
         started = time.perf_counter()
         try:
             result = await self.upstream.request(method, params, on_progress=on_progress)
@@ -261,13 +299,11 @@ class Relay:
             error = {"code": REQUEST_TIMEOUT, "message": str(exc)}
             return Outcome(error=error, duration_s=time.perf_counter() - started)
         finally:
-            inflight.remove(ctx)
+            inflight.remove(call)
             if not inflight:
                 self._inflight.pop(key, None)
 
-    def _answer(
-        self, ctx: ServerRequestContext[Any, Any], result: dict[str, Any] | None, outcome: Outcome
-    ) -> dict[str, Any]:
+    def _answer(self, call: Call, result: dict[str, Any] | None, outcome: Outcome) -> dict[str, Any]:
         if result is None:
             result = outcome.result
         if result is None:
@@ -277,7 +313,7 @@ class Relay:
                 message=str(error.get("message", "")),
                 data=error.get("data"),
             )
-        if result.get("resultType") == "input_required" and not is_modern(ctx.protocol_version):
+        if result.get("resultType") == "input_required" and not is_modern(call.protocol_version):
             # A 2026-07-28 upstream asks for client input inside the result; a handshake-era
             # client has no way to answer it, and must not mistake it for a final result.
             raise MCPError(
@@ -285,12 +321,11 @@ class Relay:
                 message="the upstream server needs input from the client (sampling, elicitation or roots) "
                 "in a form this client's protocol version cannot carry",
             )
-        return adapt_result(result, ctx.protocol_version)
+        return adapt_result(result, call.protocol_version)
 
     # -- front connections (for upstream-initiated traffic) ------------------------------------
 
-    def _register(self, ctx: ServerRequestContext[Any, Any]) -> None:
-        conn = _connection_of(ctx)
+    def _register(self, conn: Connection) -> None:
         key = id(conn)
         if key not in self._fronts:
             self._fronts[key] = conn
@@ -302,16 +337,17 @@ class Relay:
         request_type, capability = _SERVER_REQUESTS.get(method, (None, None))
         if request_type is None or capability is None:
             raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=method)
-        busy = [ctxs for ctxs in self._inflight.values() if ctxs]
+        busy = [calls for calls in self._inflight.values() if calls]
         if len(busy) == 1:
-            ctx = busy[0][-1]
+            call: Call | None = busy[0][-1]
         elif not busy and len(self._fronts) == 1:
-            ctx = None
+            call = None
         else:
             raise MCPError(
                 code=INVALID_REQUEST, message="pgwarden cannot tell which client this request is for"
             )
         request = request_type.model_validate({"method": method, "params": params or None})
+        ctx = call.ctx if call is not None else None
         if ctx is not None:
             if not ctx.session.check_client_capability(capability):
                 raise MCPError(code=INVALID_REQUEST, message=f"the client does not support {method}")
@@ -324,7 +360,8 @@ class Relay:
                     code=INVALID_REQUEST, message=f"the client's protocol cannot carry {method}"
                 ) from None
             return answer.model_dump(by_alias=True, mode="json", exclude_none=True)
-        conn = next(iter(self._fronts.values()))
+        # no SDK context (nothing in flight, or a fast-path call): the connection's own channel
+        conn = call.connection if call is not None else next(iter(self._fronts.values()))
         if not conn.check_capability(capability):
             raise MCPError(code=INVALID_REQUEST, message=f"the client does not support {method}")
         data = request.model_dump(by_alias=True, mode="json", exclude_none=True)

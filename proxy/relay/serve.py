@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, TextIO
 
 import anyio
+import anyio.abc
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -14,8 +15,9 @@ from starlette.types import ASGIApp
 
 from pgwarden.proxy.pipeline.gate import Gate
 from pgwarden.proxy.relay.core import PrincipalResolver, Relay
+from pgwarden.proxy.relay.fast import StdioFastPath
 from pgwarden.proxy.relay.server import RelayServer
-from pgwarden.proxy.relay.stdio_front import stdio_front
+from pgwarden.proxy.relay.stdio_front import Emit, TakeHook, stdio_front
 from pgwarden.proxy.relay.upstream import Upstream, UpstreamSpec
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ async def serve_stdio(
     forward_upstream_logs: bool = True,
 ) -> None:
     """Serve one client on stdin/stdout until it closes stdin."""
-    upstream, _relay, server = build(
+    upstream, relay, server = build(
         spec,
         gate,
         lambda _ctx: principal,
@@ -79,9 +81,13 @@ async def serve_stdio(
         errlog=errlog,
         forward_upstream_logs=forward_upstream_logs,
     )
+
+    def fast_path(emit: Emit, task_group: anyio.abc.TaskGroup) -> TakeHook:
+        return StdioFastPath(relay, principal, emit, task_group).take
+
     async with anyio.create_task_group() as tg:
         await _start_upstream(tg, upstream, on_connected)
-        async with stdio_front(stdin, stdout) as (read_stream, write_stream):
+        async with stdio_front(stdin, stdout, take=fast_path) as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
         tg.cancel_scope.cancel()
 

@@ -5,7 +5,10 @@ Like the SDK's `stdio_server`, with two differences that matter for a proxy:
 - a line that is not a JSON-RPC message is answered with a JSON-RPC error (Parse error, or
   Invalid Request with the line's id when it has one) and the proxy keeps serving;
 - when stdin and stdout are pipes (how MCP clients launch servers) they are read and written
-  with non-blocking I/O on the event loop instead of a worker thread per line.
+  with non-blocking I/O on the event loop instead of a worker thread per line;
+- messages the SDK sends are written at once by the sending task (no writer task between);
+- a `take` hook (the relay's fast path, `fast.py`) may serve a parsed line itself before the
+  SDK sees it.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import anyio
+import anyio.abc
 import mcp_types as types
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
+from pydantic_core import from_json
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one message; longer lines are refused, not buffered forever
 
@@ -62,7 +67,14 @@ async def _line_source(stream: BinaryIO) -> AsyncIterator[bytes]:
             yield line
 
 
-async def _line_sink(stream: BinaryIO) -> Callable[[bytes], Awaitable[None]]:
+Emit = Callable[[bytes], Awaitable[None]]
+TakeHook = Callable[[Any], bool]
+"""Given a parsed line: True when it was served (the SDK never sees it), False to pass it on."""
+
+
+async def _line_sink(stream: BinaryIO) -> Emit:
+    """Write whole lines: on a pipe each line is one non-blocking write (atomic, in call order),
+    waiting only while the pipe is full; otherwise a worker thread under a lock."""
     if _is_pipe(stream):
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stream)
@@ -74,12 +86,39 @@ async def _line_sink(stream: BinaryIO) -> Callable[[bytes], Awaitable[None]]:
 
         return write_pipe
     wrapped = anyio.wrap_file(stream)
+    lock = anyio.Lock()
 
     async def write_file(data: bytes) -> None:
-        await wrapped.write(data)
-        await wrapped.flush()
+        async with lock:
+            await wrapped.write(data)
+            await wrapped.flush()
 
     return write_file
+
+
+class _InlineWriteStream:
+    """The SDK's write stream: each message is serialised and written by the task sending it."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._closed = False
+
+    async def send(self, item: SessionMessage) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            await self._emit(_encode(item.message))
+        except (BrokenPipeError, ConnectionResetError) as exc:  # the client went away
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def error_for_line(line: bytes) -> types.JSONRPCError:
@@ -104,41 +143,46 @@ def _encode(message: types.JSONRPCMessage) -> bytes:
 
 @asynccontextmanager
 async def stdio_front(
-    stdin: BinaryIO | None = None, stdout: BinaryIO | None = None
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+    *,
+    take: Callable[[Emit, anyio.abc.TaskGroup], TakeHook] | None = None,
 ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
-    """Serve JSON-RPC over stdin/stdout (or the given binary streams) as SDK message streams."""
+    """Serve JSON-RPC over stdin/stdout (or the given binary streams) as SDK message streams.
+
+    `take`, when given, builds the hook offered every parsed line first (from the line
+    writer and a task group that lives as long as the front).
+    """
     source = stdin if stdin is not None else sys.stdin.buffer
-    sink = await _line_sink(stdout if stdout is not None else sys.stdout.buffer)
-    write_lock = anyio.Lock()
+    emit = await _line_sink(stdout if stdout is not None else sys.stdout.buffer)
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
-    write_stream, write_reader = create_context_streams[SessionMessage](0)
+    write_stream = _InlineWriteStream(emit)
 
-    async def emit(data: bytes) -> None:
-        async with write_lock:
-            await sink(data)
-
-    async def reader() -> None:
+    async def reader(hook: TakeHook | None) -> None:
         async with read_writer:
             async for line in _line_source(source):
                 if not line.strip():
                     continue
+                if hook is not None:
+                    try:
+                        body = from_json(line)
+                    except ValueError:
+                        body = None  # answered below, as the SDK path answers it
+                    if body is not None and hook(body):
+                        continue
                 try:
                     message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                 except ValueError:
-                    await emit(_encode(error_for_line(line)))
+                    try:
+                        await emit(_encode(error_for_line(line)))
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the client went away
                     continue
                 await read_writer.send(SessionMessage(message))
 
-    async def writer() -> None:
-        try:
-            async with write_reader:
-                async for item in write_reader:
-                    await emit(_encode(item.message))
-        except (anyio.BrokenResourceError, BrokenPipeError, ConnectionResetError):
-            pass  # the client went away
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(reader)
-        tg.start_soon(writer)
-        yield read_stream, write_stream
-        tg.cancel_scope.cancel()
+        tg.start_soon(reader, take(emit, tg) if take is not None else None)
+        try:
+            yield read_stream, write_stream
+        finally:
+            tg.cancel_scope.cancel()

@@ -27,7 +27,7 @@ import httpx2
 import mcp_types as types
 from mcp.client._probe import negotiate_auto
 from mcp.client.session import ClientRequestContext, ClientSession, IncomingMessage
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
@@ -37,6 +37,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from pgwarden import __version__
+from pgwarden.proxy.relay.pipe import PipeLink, pipe_client
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class _Connection:
     dispatcher: JSONRPCDispatcher[Any]
     closed: anyio.Event
     generation: int
+    link: PipeLink | None = None  # stdio: the pipes, for the raw request path
 
 
 class Upstream:
@@ -230,8 +232,11 @@ class Upstream:
             params = StdioServerParameters(
                 command=spec.command[0], args=list(spec.command[1:]), env=dict(spec.env) or None, cwd=spec.cwd
             )
-            read, write = await stack.enter_async_context(stdio_client(params, errlog=self._errlog))
+            link: PipeLink | None = await stack.enter_async_context(pipe_client(params, self._errlog))
+            assert link is not None
+            read, write = link.read_stream, link.write_stream
         else:
+            link = None
             assert spec.url is not None
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(
@@ -261,7 +266,7 @@ class Upstream:
         logger.info(
             "upstream %r connected (%s, protocol %s)", spec.name, spec.transport, session.protocol_version
         )
-        return _Connection(session, dispatcher, closed, self._generation)
+        return _Connection(session, dispatcher, closed, self._generation, link)
 
     async def wait_connected(self, within_s: float) -> bool:
         """Wait up to `within_s` seconds for a live connection; True when there is one."""
@@ -300,10 +305,15 @@ class Upstream:
         # The SDK's per-era envelope: 2026-07-28 `_meta` keys and Mcp-* headers, or the
         # handshake era's protocol-version header. Private, but the one place that knows it.
         conn.session._stamp(data, opts)
-        opts["timeout"] = self.spec.call_timeout_s if timeout_s is None else timeout_s
-        if on_progress is not None:
-            opts["on_progress"] = on_progress
+        timeout = self.spec.call_timeout_s if timeout_s is None else timeout_s
         try:
+            if conn.link is not None:  # stdio: straight onto the pipe (headers mean nothing there)
+                return await conn.link.request(
+                    method, data["params"] or None, timeout_s=timeout, on_progress=on_progress
+                )
+            opts["timeout"] = timeout
+            if on_progress is not None:
+                opts["on_progress"] = on_progress
             return await conn.dispatcher.send_raw_request(method, data["params"] or None, opts)
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
@@ -312,7 +322,7 @@ class Upstream:
                 ) from None
             if exc.code == REQUEST_TIMEOUT:
                 raise TimeoutError(
-                    f"the upstream server {self.spec.name!r} did not answer within {opts['timeout']:g} s"
+                    f"the upstream server {self.spec.name!r} did not answer within {timeout:g} s"
                 ) from None
             raise
 

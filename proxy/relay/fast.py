@@ -1,0 +1,167 @@
+"""The stdio front's fast path: requests of an initialised connection answered without the SDK.
+
+Once the SDK has completed the handshake of a stdio client (handshake era: `initialize`
+answered, `client_params` set), every request that reaches the relay is one of the relay's
+own routes or METHOD_NOT_FOUND; the SDK's generic machinery in between (a replay task, the
+dispatcher's read loop, a context, a session object, a serialised envelope model, a writer
+task) only carries it. The fast path takes such a request straight from the parsed line, runs
+the same `Relay.route` in a task of its own, and writes the answer as JSON bytes.
+
+What it keeps, as the SDK dispatcher does it:
+
+- each request is answered exactly once, or never when the client cancelled it
+  (`notifications/cancelled` interrupts the task; the relay's upstream leg then sends the
+  upstream its own cancellation);
+- progress for the client's `progressToken` is written live;
+- handler errors become JSON-RPC errors (`MCPError` as is, anything else an internal error);
+- requests in flight when the proxy shuts down are answered with CONNECTION_CLOSED.
+
+Everything else stays with the SDK: the handshake, a request that is not a plain well-formed
+request object, a request carrying a 2026-07-28 envelope (the SDK refuses it on a handshake
+connection), all notifications (cancellations are also seen here), responses to the SDK's own
+requests (sampling, elicitation, roots) and every message before the handshake completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY
+from pydantic_core import to_json
+
+from pgwarden.proxy.relay.core import Call, ProgressSender, Relay
+from pgwarden.proxy.relay.wire import is_modern
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[bytes], Awaitable[None]]
+
+_ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+_HANDSHAKE = frozenset({"initialize", "server/discover"})
+_SHUTDOWN_WRITE_TIMEOUT_S = 1.0
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One JSON-RPC line (NaN/Infinity as null, as the SDK's envelope models write them)."""
+    return to_json(message, inf_nan_mode="null") + b"\n"
+
+
+class StdioFastPath:
+    """Takes the requests of one stdio front connection once its handshake is done."""
+
+    def __init__(self, relay: Relay, principal: Any, emit: Emit, task_group: anyio.abc.TaskGroup) -> None:
+        self._relay = relay
+        self._principal = principal
+        self._emit = emit
+        self._tg = task_group
+        self._inflight: dict[str | int, anyio.CancelScope] = {}
+
+    def take(self, body: Any) -> bool:
+        """Serve `body` (a parsed line) here and return True, or return False for the SDK."""
+        if type(body) is not dict:
+            return False
+        method = body.get("method")
+        if type(method) is not str:
+            return False
+        if "id" not in body:
+            if method == "notifications/cancelled":
+                self._peer_cancelled(body.get("params"))
+            return False  # every notification also goes to the SDK
+        conn = self._relay.stdio_connection
+        if conn is None or conn.client_params is None or is_modern(conn.protocol_version):
+            return False
+        rid = body["id"]
+        params = body.get("params")
+        if (
+            method in _HANDSHAKE
+            or body.get("jsonrpc") != "2.0"
+            or not (type(rid) is int or type(rid) is str)
+            or not (params is None or type(params) is dict)
+            or not _ENVELOPE_KEYS.issuperset(body)
+            or _has_modern_envelope(params)
+        ):
+            return False
+        call = Call(
+            method,
+            params,
+            rid,
+            conn.protocol_version,
+            conn,
+            principal=self._principal,
+            progress=self._progress_sender(params),
+        )
+        self._tg.start_soon(self._serve, call)
+        return True
+
+    def _peer_cancelled(self, params: Any) -> None:
+        rid = params.get("requestId") if isinstance(params, dict) else None
+        if (type(rid) is int or type(rid) is str) and (scope := self._inflight.get(coerce_request_id(rid))):
+            scope.cancel()
+
+    def _progress_sender(self, params: dict[str, Any] | None) -> ProgressSender | None:
+        token = progress_token_from_params(params)
+        if token is None:
+            return None
+        emit = self._emit
+
+        async def send(progress: float, total: float | None, message: str | None) -> None:
+            out: dict[str, Any] = {"progressToken": token, "progress": progress}
+            if total is not None:
+                out["total"] = total
+            if message is not None:
+                out["message"] = message
+            line = encode({"jsonrpc": "2.0", "method": "notifications/progress", "params": out})
+            await _quietly(emit, line)
+
+        return send
+
+    async def _serve(self, call: Call) -> None:
+        rid = call.request_id
+        assert rid is not None
+        key = coerce_request_id(rid)
+        scope = anyio.CancelScope()
+        self._inflight[key] = scope  # a duplicate id replaces the older entry, as in the SDK
+        answer: dict[str, Any] | None = None
+        try:
+            with scope:
+                try:
+                    answer = {"jsonrpc": "2.0", "id": rid, "result": await self._relay.route(call)}
+                except MCPError as exc:
+                    answer = _error(rid, exc.error.model_dump(mode="json", exclude_unset=True))
+                except Exception:
+                    logger.exception("the relay failed on %s", call.method)
+                    answer = _error(rid, {"code": INTERNAL_ERROR, "message": "Internal error"})
+        except anyio.get_cancelled_exc_class():
+            # The proxy is shutting down: answer so the client is not left waiting.
+            with anyio.move_on_after(_SHUTDOWN_WRITE_TIMEOUT_S, shield=True):
+                closed = {"code": CONNECTION_CLOSED, "message": "Connection closed"}
+                await _quietly(self._emit, encode(_error(rid, closed)))
+            raise
+        finally:
+            if self._inflight.get(key) is scope:
+                del self._inflight[key]
+        if answer is not None and not scope.cancel_called:  # a cancelled request is never answered
+            await _quietly(self._emit, encode(answer))
+
+
+def _error(rid: str | int, error: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": error}
+
+
+def _has_modern_envelope(params: dict[str, Any] | None) -> bool:
+    meta = params.get("_meta") if params else None
+    return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+
+
+async def _quietly(emit: Emit, data: bytes) -> None:
+    gone = (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionResetError)
+    with suppress(*gone):
+        await emit(data)  # dropped when the client went away

@@ -1,0 +1,332 @@
+"""The stdio upstream's pipes: one reader, inline writes, and a raw request path.
+
+Replaces the SDK's `stdio_client` for the upstream process (same spawn, environment and
+shutdown sequence: the SDK's own helpers), because the relay forwards plain dicts and the
+SDK's generic path costs a task hop per message in each direction plus a pydantic round
+trip of every envelope:
+
+- `PipeLink.request` sends one request as JSON bytes, and the reader resolves it straight
+  from the parsed line: no per-request stream, no envelope model, no writer task.
+- Everything else (the handshake, server-to-client requests, notifications, responses to
+  the SDK's own requests) still goes through the `ClientSession`'s dispatcher, over the
+  `read_stream` / `write_stream` pair this module provides; writes are inline there too.
+
+The raw path keeps the SDK dispatcher's contract: a courtesy `notifications/cancelled` when
+the caller gives up or the timeout elapses, progress routed by the request id used as the
+progress token, `CONNECTION_CLOSED` for calls in flight when the pipe ends, the W3C trace
+context injected into `_meta`. Ids are drawn from a range the dispatcher never reaches, so
+the two id spaces cannot collide on one pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectSendStream
+from mcp.client.stdio import (
+    StdioServerParameters,
+    _create_platform_compatible_process,
+    _stop_server_process,
+    get_default_environment,
+)
+from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
+from opentelemetry.propagate import inject
+from pydantic_core import from_json, to_json
+
+logger = logging.getLogger(__name__)
+
+RAW_ID_BASE = 1 << 40
+"""First id of the raw path (the SDK dispatcher counts up from 1; JSON-safe below 2**53)."""
+
+_CANCEL_WRITE_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[dict[str, Any]]
+    on_progress: ProgressFnT | None
+
+
+class _InlineWriteStream:
+    """The SDK dispatcher's write stream: each message is serialised and written at once."""
+
+    def __init__(self, link: PipeLink) -> None:
+        self._link = link
+
+    async def send(self, item: SessionMessage) -> None:
+        data = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        await self._link.write(data)
+
+    async def aclose(self) -> None:
+        pass  # the pipe is closed by `pipe_client` when the connection ends
+
+    def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> _InlineWriteStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class PipeLink:
+    """One upstream process's stdin/stdout, shared by the raw path and the SDK dispatcher."""
+
+    def __init__(self, process: Any, task_group: anyio.abc.TaskGroup) -> None:
+        self._process = process
+        self._stdin: asyncio.StreamWriter = process.stdin._stream
+        self._tg = task_group
+        self._next_id = RAW_ID_BASE
+        self._waiters: dict[int, _Waiter] = {}
+        self._closed = False
+        sdk_send, sdk_receive = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+        self._to_sdk: MemoryObjectSendStream[SessionMessage | Exception] = sdk_send
+        self.read_stream: ReadStream[SessionMessage | Exception] = sdk_receive
+        self.write_stream: WriteStream[SessionMessage] = _InlineWriteStream(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        """Write one whole line (the event loop's pipe transport buffers; drain when paused)."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            self._stdin.write(data)
+            await self._stdin.drain()
+        except (ConnectionResetError, BrokenPipeError, RuntimeError) as exc:
+            raise anyio.BrokenResourceError from exc
+
+    # -- the raw request path ----------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        *,
+        timeout_s: float | None,
+        on_progress: ProgressFnT | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and return its raw result (the dispatcher's `send_raw_request` contract).
+
+        Raises:
+            MCPError: the upstream's error; REQUEST_TIMEOUT when `timeout_s` elapsed;
+                CONNECTION_CLOSED when the pipe is (or gets) closed.
+        """
+        if self._closed:
+            raise MCPError(code=CONNECTION_CLOSED, message="Connection closed")
+        self._next_id += 1
+        request_id = self._next_id
+        out_params = dict(params) if params is not None else {}
+        meta = dict(out_params.get("_meta") or {})
+        if on_progress is not None:
+            meta["progressToken"] = request_id
+        inject(meta)  # W3C trace context of the current span (the gate's upstream span)
+        if meta:
+            out_params["_meta"] = meta
+        else:
+            out_params.pop("_meta", None)
+        envelope: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if out_params:
+            envelope["params"] = out_params
+        data = _encode(envelope)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = _Waiter(future, on_progress)
+        written = False
+        try:
+            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s):
+                try:
+                    written = True
+                    await self.write(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    raise MCPError(code=CONNECTION_CLOSED, message="Connection closed") from None
+                return await future
+            # timed out: tell the upstream to stop (the SDK's courtesy cancel), then report it
+            await self._cancel(request_id, f"timed out after {timeout_s}s", shield=False)
+            raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
+        except anyio.get_cancelled_exc_class():
+            if written:
+                await self._cancel(request_id, "caller cancelled", shield=True)
+            raise
+        finally:
+            self._waiters.pop(request_id, None)
+
+    async def _cancel(self, request_id: int, reason: str, *, shield: bool) -> None:
+        line = _encode(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": request_id, "reason": reason},
+            }
+        )
+        with anyio.move_on_after(_CANCEL_WRITE_TIMEOUT_S, shield=shield):
+            with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self.write(line)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def read_loop(self) -> None:
+        """Read the upstream's stdout until EOF; route each line. Then fail what is in flight."""
+        stdout = self._process.stdout
+        pending: list[bytes] = []  # a line's start, while its end has not arrived
+        try:
+            while True:
+                try:
+                    chunk = await stdout.receive(1 << 16)
+                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+                    break
+                if b"\n" not in chunk:
+                    pending.append(chunk)
+                    continue
+                if pending:
+                    pending.append(chunk)
+                    chunk = b"".join(pending)
+                    pending.clear()
+                lines = chunk.split(b"\n")
+                if lines[-1]:
+                    pending.append(lines[-1])
+                for line in lines[:-1]:
+                    if line.strip():
+                        await self._route(line)
+        finally:
+            self._close()
+            # keep draining so the server can flush and exit (the SDK's stdout drain)
+            with anyio.CancelScope(shield=True), suppress(Exception):
+                while True:
+                    await stdout.receive()
+
+    async def _route(self, line: bytes) -> None:
+        try:
+            body = from_json(line)
+        except ValueError as exc:
+            logger.warning("the upstream sent a line that is not JSON")
+            await self._to_sdk_send(exc)
+            return
+        if isinstance(body, dict) and "method" not in body:
+            rid = body.get("id")
+            if type(rid) is int and rid > RAW_ID_BASE:
+                waiter = self._waiters.get(rid)
+                if waiter is not None and not waiter.future.done():
+                    if _is_result(body):
+                        waiter.future.set_result(body["result"])
+                    else:
+                        waiter.future.set_exception(_error_of(body))
+                return  # late or unknown raw-path answer: dropped, like the dispatcher does
+        elif (
+            isinstance(body, dict)
+            and body.get("method") == "notifications/progress"
+            and self._route_progress(body.get("params"))
+        ):
+            return
+        try:
+            message = types.jsonrpc_message_adapter.validate_python(body, by_name=False)
+        except ValueError as exc:
+            await self._to_sdk_send(exc)
+            return
+        await self._to_sdk_send(SessionMessage(message))
+
+    def _route_progress(self, params: Any) -> bool:
+        if not isinstance(params, dict):
+            return False
+        token = params.get("progressToken")
+        progress_ok = _is_number(params.get("progress"))
+        if type(token) is not int or token <= RAW_ID_BASE or not progress_ok:
+            return False
+        waiter = self._waiters.get(token)
+        progress = params.get("progress")
+        if waiter is not None and waiter.on_progress is not None and isinstance(progress, int | float):
+            total = params.get("total")
+            message = params.get("message")
+            self._tg.start_soon(
+                _contained_progress,
+                waiter.on_progress,
+                float(progress),
+                float(total) if isinstance(total, int | float) and not isinstance(total, bool) else None,
+                message if isinstance(message, str) else None,
+            )
+        return True
+
+    async def _to_sdk_send(self, item: SessionMessage | Exception) -> None:
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._to_sdk.send(item)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for waiter in self._waiters.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(MCPError(code=CONNECTION_CLOSED, message="Connection closed"))
+        self._to_sdk.close()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_result(body: dict[str, Any]) -> bool:
+    return body.get("jsonrpc") == "2.0" and isinstance(body.get("result"), dict) and "error" not in body
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    # NaN/Infinity as null, as the SDK's envelope models serialise them
+    return to_json(message, inf_nan_mode="null") + b"\n"
+
+
+def _error_of(body: dict[str, Any]) -> MCPError:
+    """The upstream's JSON-RPC error, or an internal error for an answer that is neither."""
+    error = body.get("error")
+    if body.get("jsonrpc") == "2.0" and isinstance(error, dict) and "result" not in body:
+        code, message = error.get("code"), error.get("message")
+        if type(code) is int and isinstance(message, str):
+            return MCPError(code=code, message=message, data=error.get("data"))
+    return MCPError(code=INTERNAL_ERROR, message="the upstream server sent an invalid response")
+
+
+async def _contained_progress(
+    fn: ProgressFnT, progress: float, total: float | None, message: str | None
+) -> None:
+    try:
+        await fn(progress, total, message)
+    except Exception:
+        logger.exception("progress callback raised")
+
+
+@asynccontextmanager
+async def pipe_client(params: StdioServerParameters, errlog: TextIO) -> AsyncIterator[PipeLink]:
+    """Spawn the upstream server (as the SDK's `stdio_client` does) and serve its pipes."""
+    process = await _create_platform_compatible_process(
+        command=params.command,
+        args=params.args,
+        env=get_default_environment() | (params.env or {}),
+        errlog=errlog,
+        cwd=params.cwd,
+    )
+    async with anyio.create_task_group() as tg:
+        link = PipeLink(process, tg)
+        tg.start_soon(link.read_loop)
+        try:
+            yield link
+        finally:
+            with anyio.CancelScope(shield=True):
+                link._close()
+                await _stop_server_process(process)
+            tg.cancel_scope.cancel()
+

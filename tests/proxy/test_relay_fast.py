@@ -1,0 +1,226 @@
+"""The relay's lean paths, byte for byte on real pipes: the stdio front's fast path (requests
+of an initialised handshake-era connection, served without the SDK's dispatcher) and the
+upstream pipe's raw request path (`proxy/relay/pipe.py`).
+
+Every request below that follows the handshake takes the fast path; the ones before it, or
+carrying a 2026-07-28 envelope, must still get the SDK's answers.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp_types import INTERNAL_ERROR
+from proxy_helpers import RELAY_PROCESS, TEST_UPSTREAM, child_env
+
+from pgwarden.proxy.relay.pipe import _error_of
+
+UPSTREAM = [sys.executable, str(TEST_UPSTREAM)]
+
+
+class RawClient:
+    """Newline-delimited JSON-RPC on the proxy's own stdin/stdout, nothing in between."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self._in = process.stdin
+        self._out = process.stdout
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._in.write(json.dumps(message).encode() + b"\n")
+        self._in.flush()
+
+    def read(self, timeout: float = 15.0) -> dict[str, Any]:
+        ready, _, _ = select.select([self._out], [], [], timeout)
+        assert ready, f"no line from the proxy within {timeout} s"
+        line = self._out.readline()
+        assert line, "the proxy closed its stdout"
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def silent_for(self, seconds: float) -> bool:
+        ready, _, _ = select.select([self._out], [], [], seconds)
+        return not ready
+
+    def request(self, rid: int | str, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        answer = self.read()
+        assert answer.get("id") == rid, answer
+        return answer
+
+    def echo(self, rid: int | str, text: str) -> str:
+        return text_of(self.request(rid, "tools/call", {"name": "echo", "arguments": {"text": text}}))
+
+    def handshake(self) -> None:
+        answer = self.request(
+            0,
+            "initialize",
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        )
+        assert answer["result"]["serverInfo"]["name"] == "pgwarden-proxy"
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+@contextmanager
+def raw_proxy(*extra: str) -> Iterator[RawClient]:
+    process = subprocess.Popen(
+        [sys.executable, str(RELAY_PROCESS), *extra, "--", *UPSTREAM],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    try:
+        yield RawClient(process)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def text_of(answer: dict[str, Any]) -> str:
+    content = answer["result"]["content"]
+    assert content[0]["type"] == "text", answer
+    text: str = content[0]["text"]
+    return text
+
+
+def test_fast_path_answers_calls_lists_pings_and_unknown_methods() -> None:
+    with raw_proxy() as client:
+        client.handshake()
+        answer = client.request(1, "tools/call", {"name": "echo", "arguments": {"text": "über"}})
+        assert answer["jsonrpc"] == "2.0" and text_of(answer) == "über"
+        assert "resultType" not in answer["result"]  # a handshake-era client gets no 2026 keys
+        # string ids come back verbatim
+        assert client.echo("call-2", "b") == "b"
+        names = {t["name"] for t in client.request(3, "tools/list")["result"]["tools"]}
+        assert {"echo", "slow", "sleep"} <= names
+        unknown = client.request(5, "tools/frobnicate", {})
+        assert unknown["error"]["code"] == -32601 and unknown["error"]["data"] == "tools/frobnicate"
+        bad = client.request(6, "tools/call", {"name": 7})
+        assert bad["error"]["code"] == -32602
+        # the proxy still serves after the errors
+        assert client.echo(7, "c") == "c"
+
+
+def test_ping_is_relayed_to_a_handshake_era_upstream() -> None:
+    with raw_proxy("--protocol", "legacy") as client:
+        client.handshake()
+        assert client.request(1, "ping")["result"] == {}
+        assert client.echo(2, "legacy upstream") == "legacy upstream"
+
+
+def test_before_the_handshake_and_modern_envelopes_the_sdk_answers() -> None:
+    with raw_proxy() as client:
+        early = client.request(1, "tools/call", {"name": "echo", "arguments": {"text": "too early"}})
+        assert "error" in early and "result" not in early
+        client.handshake()
+        enveloped = client.request(
+            2,
+            "tools/call",
+            {
+                "name": "echo",
+                "arguments": {"text": "x"},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"},
+            },
+        )
+        assert enveloped["error"]["code"] == -32600, enveloped
+        assert client.echo(3, "ok") == "ok"
+
+
+def test_cancelled_call_is_never_answered_and_the_upstream_is_told(tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    with raw_proxy() as client:
+        client.handshake()
+        client.send(
+            {
+                "jsonrpc": "2.0",
+                "id": "slow-1",
+                "method": "tools/call",
+                "params": {"name": "sleep", "arguments": {"seconds": 30, "marker": str(marker)}},
+            }
+        )
+        time.sleep(0.5)
+        client.send(
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow-1"}}
+        )
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the upstream never saw the cancellation"
+        assert client.silent_for(0.5), "a cancelled request was answered"
+        # the next answer is the next call's: nothing was written for the cancelled one
+        assert client.echo(2, "after") == "after"
+
+
+def test_progress_is_written_live_with_the_clients_token() -> None:
+    with raw_proxy() as client:
+        client.handshake()
+        client.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 9,
+                "method": "tools/call",
+                "params": {
+                    "name": "slow",
+                    "arguments": {"steps": 3, "delay": 0.2},
+                    "_meta": {"progressToken": "tok-1"},
+                },
+            }
+        )
+        lines = [client.read() for _ in range(4)]
+    progress = [m for m in lines if m.get("method") == "notifications/progress"]
+    assert [p["params"]["progressToken"] for p in progress] == ["tok-1"] * 3
+    assert [p["params"]["progress"] for p in progress] == [1.0, 2.0, 3.0]
+    assert lines[-1]["id"] == 9 and text_of(lines[-1]) == "done after 3 steps"
+
+
+def test_a_result_larger_than_a_pipe_read_arrives_whole() -> None:
+    text = "päyload-" * 40_000  # ~360 KB of UTF-8 in both directions: many reads of the pipe
+    with raw_proxy() as client:
+        client.handshake()
+        answer = client.request(1, "tools/call", {"name": "echo", "arguments": {"text": text}})
+        assert text_of(answer) == text
+        assert client.echo(2, "x") == "x"
+
+
+def test_the_per_call_timeout_holds_on_the_raw_path(tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    with raw_proxy("--timeout", "1") as client:
+        client.handshake()
+        started = time.monotonic()
+        answer = client.request(
+            1, "tools/call", {"name": "sleep", "arguments": {"seconds": 30, "marker": str(marker)}}
+        )
+        assert time.monotonic() - started < 5
+        assert answer["error"]["code"] == -32001 and "did not answer within 1 s" in answer["error"]["message"]
+        assert client.echo(2, "y") == "y"
+
+
+def test_an_upstream_answer_that_is_not_a_response_is_an_error() -> None:
+    assert _error_of({"jsonrpc": "2.0", "id": 1, "error": "nope"}).code == INTERNAL_ERROR
+    assert _error_of({"jsonrpc": "1.0", "id": 1, "error": {"code": 1, "message": "m"}}).code == INTERNAL_ERROR
+    assert _error_of({"jsonrpc": "2.0", "id": 1, "result": [1]}).code == INTERNAL_ERROR
+    error = {"code": -32602, "message": "bad", "data": 3}
+    upstream_error = _error_of({"jsonrpc": "2.0", "id": 1, "error": error})
+    assert (upstream_error.code, upstream_error.message, upstream_error.data) == (-32602, "bad", 3)
