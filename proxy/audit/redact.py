@@ -50,7 +50,7 @@ class RedactedSQL:
     text: str | None
     length: int
     sha256: str | None = None
-    shape: str | None = field(default=None, compare=False, repr=False)  # normalised tokens
+    shape: str | None = field(default=None, compare=False, repr=False)  # what `fingerprint` hashes
 
     @property
     def fingerprint(self) -> str | None:
@@ -111,7 +111,7 @@ def redact_scanned(scanned: Scanned) -> RedactedSQL:
     text = scanned.rebuilt(_placeholder)
     if not text or _leaks_a_constant(scanned, text):
         return _unredactable(sql)
-    return RedactedSQL(text=text, length=len(sql), shape=scanned.shape)
+    return RedactedSQL(text=text, length=len(sql), shape=text.casefold())
 
 
 _PARAMETER = re.compile(r"\$[0-9]+")

@@ -22,7 +22,9 @@ search path and catalog) and its statement was allowed, a `Shape` is learned:
 Anything that fails is remembered as "not cacheable" and takes the full path every time. A
 filled template changes one constant token for another of the same kind in the positions the
 guard itself put them, so the statement Postgres receives has the structure the guard built and
-checked; the caller still re-validates every filled statement with pglast (`enforce.revalidate`).
+checked, and `Template.checked_fill` has Postgres's parser confirm it for every statement: its
+normalisation (constants replaced) must equal the normalisation of the rewrite the template was
+learned from, which passed the guard's full re-validation.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pglast import parser as pgparser
+
 from pgwarden.proxy.guard.catalog import Catalog
-from pgwarden.proxy.guard.enforce import enforce
-from pgwarden.proxy.guard.model import Analysis, GuardDenied, Obligations, Rewrite
+from pgwarden.proxy.guard.enforce import enforce, normalize
+from pgwarden.proxy.guard.model import Analysis, GuardDenied, Obligations, Reason, Rewrite
 from pgwarden.proxy.guard.parse import Statement, parse_statement
 from pgwarden.proxy.guard.tokens import Constant, Scanned
 
@@ -60,6 +64,19 @@ class Template:
             parts.append(constants[index].text)
             parts.append(segment)
         return "".join(parts)
+
+    def checked_fill(self, constants: Sequence[Constant]) -> str:
+        """`fill`, confirmed by Postgres's parser: once its normalisation has replaced every
+        constant, the filled statement is the rewrite the guard built and re-validated."""
+        sql = self.fill(constants)
+        try:
+            same = normalize(sql) == self.rewrite.normalized
+        except pgparser.ParseError:
+            same = False
+        if not same:
+            raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the rewritten statement failed re-validation",
+                              detail={"check": "filled template"})
+        return sql
 
 
 @dataclass(slots=True)

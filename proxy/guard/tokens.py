@@ -20,8 +20,6 @@ from pglast import parser as pgparser
 
 CONSTANT_TOKENS = frozenset({"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST"})
 COMMENT_TOKENS = frozenset({"SQL_COMMENT", "C_COMMENT"})
-_KEYWORD_KINDS = frozenset({"RESERVED_KEYWORD", "UNRESERVED_KEYWORD", "COL_NAME_KEYWORD",
-                            "TYPE_FUNC_NAME_KEYWORD"})
 
 # A constant right after one of these tokens shapes the statement, not only its data: the row
 # count of LIMIT / OFFSET / FETCH FIRST|NEXT n (the guard clamps it), an interval's unit text.
@@ -34,8 +32,8 @@ _PLAIN_STRING = re.compile(r"'(?:[^'\\\x00]|'')*'\Z")
 _PLAIN_INTEGER = re.compile(r"[0-9]+\Z")  # ICONST if it fits int4, else FCONST ("bigint" here)
 _PLAIN_DECIMAL = re.compile(r"[0-9]+\.[0-9]+\Z")
 
-TOKEN, CONSTANT, COMMENT = 0, 1, 2  # roles in `Scanned.tokens`
-KEY_HOLE = "\x01"  # a constant's place in a shape key (NUL separates tokens; SQL holds neither)
+KEY_HOLE = "\x00"  # a constant's place in a shape key (the guard refuses SQL that holds a NUL)
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,32 +57,29 @@ class Constant:
 class Scanned:
     """A statement as Postgres's scanner tokenises it.
 
-    `key`: every token's text in order (comments included), constants replaced by `KEY_HOLE`;
-    equal keys mean equal statements up to constants and whitespace. `shape`: the tokens
-    normalised (keywords upper case, unquoted identifiers lower case, constants `?`, no comments),
-    what the audit fingerprint hashes.
+    `key`: the statement's text with every constant replaced by `KEY_HOLE`. Equal keys mean the
+    same text around the constants, so the same tokens apart from them (a constant leaves the
+    scanner in its initial state, and a constant continued on the next line is one token).
     """
 
     sql: str
     key: str
-    shape: str
     constants: tuple[Constant, ...]
-    tokens: tuple[tuple[int, int, int], ...]  # (start, end exclusive, TOKEN | CONSTANT | COMMENT)
+    comments: tuple[tuple[int, int], ...]  # character spans, end exclusive
 
     def rebuilt(self, constant_text: Callable[[Constant], str]) -> str:
         """The statement with each constant replaced by `constant_text(constant)`, comments
-        dropped and the space between tokens collapsed to one blank where there was any."""
+        dropped and every run of white space made one blank."""
+        cuts = sorted([(c.start, c.end, constant_text(c)) for c in self.constants]
+                      + [(start, end, " ") for start, end in self.comments])
         parts: list[str] = []
-        constants = iter(self.constants)
         position = 0
-        for start, end, role in self.tokens:
-            if role == COMMENT:
-                continue
-            if parts and start > position:
-                parts.append(" ")
-            parts.append(constant_text(next(constants)) if role == CONSTANT else self.sql[start:end])
+        for start, end, text in cuts:
+            parts.append(self.sql[position:start])
+            parts.append(text)
             position = end
-        return "".join(parts)
+        parts.append(self.sql[position:])
+        return _SPACE.sub(" ", "".join(parts)).strip()
 
 
 def _kind(name: str, text: str) -> str:
@@ -106,33 +101,24 @@ def scan_sql(sql: str) -> Scanned | None:
     except pgparser.ParseError:
         return None
     key: list[str] = []
-    shape: list[str] = []
     constants: list[Constant] = []
-    spans: list[tuple[int, int, int]] = []
+    comments: list[tuple[int, int]] = []
     previous = ""
+    position = 0
     for token in tokens:
-        start, end, name = token.start, token.end + 1, token.name
-        text = sql[start:end]
+        name = token.name
         if name in CONSTANT_TOKENS:
+            start, end = token.start, token.end + 1
+            text = sql[start:end]
             kind = _kind(name, text)
             pinned = kind == "other" or previous in _SHAPING_PREDECESSORS
             constants.append(Constant(text, start, end, kind, pinned))
-            spans.append((start, end, CONSTANT))
+            key.append(sql[position:start])
             key.append(KEY_HOLE)
-            shape.append("?")
+            position = end
         elif name in COMMENT_TOKENS:
-            spans.append((start, end, COMMENT))
-            key.append(text)
+            comments.append((token.start, token.end + 1))
             continue  # a comment is not a predecessor
-        else:
-            spans.append((start, end, TOKEN))
-            key.append(text)
-            if token.kind in _KEYWORD_KINDS:
-                shape.append(text.upper())
-            elif name == "IDENT" and not text.startswith('"'):
-                shape.append(text.lower())
-            else:
-                shape.append(text)
         previous = name
-    return Scanned(sql=sql, key="\x00".join(key), shape=" ".join(shape), constants=tuple(constants),
-                   tokens=tuple(spans))
+    key.append(sql[position:])
+    return Scanned(sql=sql, key="".join(key), constants=tuple(constants), comments=tuple(comments))

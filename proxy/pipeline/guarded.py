@@ -29,7 +29,7 @@ from mcp_types import INTERNAL_ERROR
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
 from pgwarden.proxy.audit.redact import RedactedSQL, redact_normalized, redact_scanned, redact_sql
 from pgwarden.proxy.guard.catalog import Catalog
-from pgwarden.proxy.guard.enforce import allowed_functions, enforce, revalidate
+from pgwarden.proxy.guard.enforce import enforce
 from pgwarden.proxy.guard.model import Analysis, GuardDenied, Mask, Obligations, Reason, Rewrite
 from pgwarden.proxy.guard.parse import Statement, parse_statement, precheck
 from pgwarden.proxy.guard.shapes import Shape, ShapeCache
@@ -166,13 +166,12 @@ class GuardedGate:
 
     def rewrite(self, analysed: Analysed, obligations: Obligations) -> tuple[Rewrite, RedactedSQL]:
         """`enforce` of the analysed statement, or its learned template filled with its constants
-        and re-validated by pglast; with the redaction of the SQL to send for the audit record."""
+        and confirmed by Postgres's parser; with the redaction of the SQL to send for the audit."""
         shape, scanned = analysed.shape, analysed.scanned
         if shape is not None and scanned is not None and self.shapes is not None:
             template = self.shapes.template(shape, obligations)
             if template is not None:
-                sql = template.fill(scanned.constants)
-                revalidate(sql, shape.statement, allowed_functions(obligations), obligations.row_cap)
+                sql = template.checked_fill(scanned.constants)
                 # Constants are all placeholders in the redaction: it is the same for every fill.
                 known = template.memo.get("redacted")
                 if not isinstance(known, RedactedSQL):

@@ -17,7 +17,15 @@ import pytest
 from guard_support import ANALYST, DEMO_CATALOG, FIXTURES, PERMISSIVE, queries
 from pglast import parser as pgparser
 
-from pgwarden.proxy.guard import Catalog, GuardDenied, Obligations, RowFilter, enforce, parse_statement
+from pgwarden.proxy.guard import (
+    Catalog,
+    GuardDenied,
+    Obligations,
+    Reason,
+    RowFilter,
+    enforce,
+    parse_statement,
+)
 from pgwarden.proxy.guard.enforce import allowed_functions, revalidate
 from pgwarden.proxy.guard.shapes import ShapeCache, obligations_key
 from pgwarden.proxy.guard.tokens import Constant, Scanned, scan_sql
@@ -77,7 +85,8 @@ def filled(cache: ShapeCache, sql: str, obligations: Obligations, context: objec
     template = cache.template(shape, obligations) if shape is not None else None
     if shape is None or template is None:
         return None
-    sql_out = template.fill(scan.constants)
+    sql_out = template.checked_fill(scan.constants)
+    # The gate relies on checked_fill; the guard's full re-validation must agree with it.
     revalidate(sql_out, shape.statement, allowed_functions(obligations), obligations.row_cap)
     return sql_out
 
@@ -231,6 +240,21 @@ def test_a_constant_that_looks_like_sql_stays_a_constant(reader: psycopg.Connect
     assert out is not None
     assert out == enforce(parse_statement(sql), ANALYST, DEMO_CATALOG).sql
     assert rows(reader, out) == []  # no order has that status; nothing of secrets comes back
+
+
+def test_a_fill_postgres_reads_differently_is_refused() -> None:
+    """The last line of defence: a filled statement whose normalisation differs is denied."""
+    cache = ShapeCache()
+    for k in (1, 2):
+        learn(cache, f"SELECT id FROM orders WHERE status = 'a{k}'", PERMISSIVE)
+    scan = scanned("SELECT id FROM orders WHERE status = 'a3'")
+    shape = cache.find(scan, CONTEXT)
+    template = cache.template(shape, PERMISSIVE) if shape is not None else None
+    assert template is not None
+    forged = dataclasses.replace(scan.constants[0], text="'x' OR true")  # not one constant any more
+    with pytest.raises(GuardDenied) as denied:
+        template.checked_fill([forged])
+    assert denied.value.code == Reason.PARSER_DISAGREEMENT
 
 
 def test_a_statement_that_holds_a_sentinel_is_not_learned(monkeypatch: pytest.MonkeyPatch) -> None:
