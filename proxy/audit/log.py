@@ -221,7 +221,6 @@ class AuditLog:
                 os.close(lock_fd)
                 raise AuditWriteError(f"another process is appending to {self.path.name}") from None
             self._lock_fd = lock_fd
-        self._seq, self._last_hash = 0, GENESIS_HASH
         for candidate in reversed(chain_files(self.path)):
             line = _last_line(candidate)
             if line is None:
