@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from pgwarden.proxy.audit.redact import RedactedSQL
 
 FORMAT_VERSION = 1
@@ -92,6 +94,41 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 _HASH_ENTRY = '"hash":"'
 
 
+_LEAVES = frozenset({str, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """True when `value` holds only str, int (64-bit), bool, None, lists/tuples and str-keyed
+    dicts of them, exact types: the values orjson encodes byte for byte like `canonical_json`
+    (a property test holds it to that). Floats, subclasses and anything else take the `json`
+    path. Loops, not generators: this runs for every record."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return True
+    if kind is int:
+        return -(2**63) <= value < 2**64
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110 (a loop: all() over a generator is slower here)
+            if type(item) not in _LEAVES and not _plain(item):
+                return False
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _LEAVES and not _plain(item)):
+                return False
+        return True
+    return False
+
+
+def _encode_half(part: dict[str, Any], plain: bool) -> bytes:
+    """The canonical encoding of `part` without its braces."""
+    if not part:
+        return b""
+    if plain:
+        return orjson.dumps(part, option=orjson.OPT_SORT_KEYS)[1:-1]
+    return _ENCODER.encode(part)[1:-1].encode("utf-8")
+
+
 def canonical_json(record: Mapping[str, Any]) -> bytes:
     """The one encoding that is hashed and written: sorted keys, compact, UTF-8."""
     return _ENCODER.encode(record).encode("utf-8")
@@ -110,6 +147,7 @@ def seal(body: Mapping[str, Any]) -> tuple[str, bytes]:
     Equal to `record_hash(body)` and `canonical_json({**body, "hash": h}) + b"\n"`: with sorted
     keys, the canonical encoding is the keys before `hash`, then `hash`, then the keys after it,
     so the two halves are encoded once and joined with and without the hash between them.
+    Records of plain JSON values (all of them, in practice) are encoded with orjson.
     """
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
@@ -120,8 +158,8 @@ def seal(body: Mapping[str, Any]) -> tuple[str, bytes]:
             after[key] = value
         else:
             raise ValueError("a record body has no `hash` key")
-    head = _ENCODER.encode(before)[1:-1].encode("utf-8") if before else b""
-    tail = _ENCODER.encode(after)[1:-1].encode("utf-8") if after else b""
+    plain = _plain(before) and _plain(after)
+    head, tail = _encode_half(before, plain), _encode_half(after, plain)
     joined = b"{" + head + (b"," if head and tail else b"") + tail + b"}"
     digest = hashlib.sha256(joined).hexdigest()
     middle = f'{_HASH_ENTRY}{digest}"'.encode("ascii")

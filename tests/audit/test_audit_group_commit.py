@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from pgwarden.proxy.audit import AuditLog, AuditWriteError, chain_files, verify_files
 from pgwarden.proxy.audit import log as audit_log_module
+from pgwarden.proxy.audit import record as record_module
 from pgwarden.proxy.audit.log import _now
 from pgwarden.proxy.audit.record import canonical_json, record_hash, seal
 
@@ -81,7 +82,8 @@ def run_threads(count: int, target: Callable[[int], None]) -> None:
 # -- the encoding ----------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -94,6 +96,21 @@ def test_seal_is_the_canonical_encoding_and_hash(body: dict[str, Any]) -> None:
     assert digest == record_hash(body)
     assert line == canonical_json({**body, "hash": digest}) + b"\n"
     assert json.loads(line) == {**body, "hash": digest}
+
+
+def test_seal_encodes_every_character_like_canonical_json() -> None:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    body = {"text": every, "keys": {every[:5000]: [every[-100:], 2**64 - 1, -(2**63)]}, "seq": 1}
+    assert record_module._plain(body)  # the fast path is the one under test
+    digest, line = seal(body)
+    assert digest == record_hash(body)
+    assert line == canonical_json({**body, "hash": digest}) + b"\n"
+
+
+def test_a_typical_record_takes_the_fast_path(audit_path: Path) -> None:
+    with AuditLog(audit_path, instance_id="test-1") as log:
+        record = log.append(entry(3))
+    assert record is not None and record_module._plain(record)
 
 
 def test_seal_refuses_a_body_that_already_has_a_hash() -> None:
