@@ -106,7 +106,7 @@ def _plain(value: Any) -> bool:
     if kind in _LEAVES:
         return True
     if kind is int:
-        return -(2**63) <= value < 2**64
+        return bool(-(2**63) <= value < 2**64)
     if kind is list or kind is tuple:
         for item in value:  # noqa: SIM110 (a loop: all() over a generator is slower here)
             if type(item) not in _LEAVES and not _plain(item):
