@@ -315,7 +315,8 @@ class RequestSpan:
         return self._after_audit(record)
 
     async def audit_async(self, log: AuditLog) -> dict[str, Any] | None:
-        """`audit` with the file write on a worker thread."""
+        """`audit` without blocking the event loop: the record joins the log's next group commit
+        (`AuditLog.append_async`); returns once it is durable (strict log)."""
         entry = self._before_audit()
         try:
             record = await log.append_async(entry)
