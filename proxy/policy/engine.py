@@ -7,6 +7,7 @@ answer the listing questions (tools/list, resources/list) without a statement.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,8 @@ from pgwarden.proxy.policy.cel_runtime import CelEvaluationError, from_cel_scala
 from pgwarden.proxy.policy.rules import Rule
 
 _CACHE_LIMIT = 4096
+_DECISIONS_KEPT = 512
+_PER_CALL_VARIABLES = frozenset({"request", "now"})  # a rule reading these is decided every call
 _MAX_NAMED = 5
 
 
@@ -110,6 +113,11 @@ class PolicySet:
         self._mentions = _BoundedCache()    # relation -> indices of rules that mention it
         self._grants = _BoundedCache()      # relation -> indices of rules whose tables match it
         self._unscoped = frozenset(i for i, r in enumerate(self.rules) if not r.mentions)
+        # Decisions that depend only on the principal and the statement's analysis (no rule
+        # involved reads `request` or `now`), by object identity of both: a gate hands the same
+        # prepared principal and, for a learned statement shape, the same Analysis every call.
+        self._decisions: OrderedDict[tuple[Any, ...], tuple[Principal, Analysis | None, Decision]]
+        self._decisions = OrderedDict()
         self.sql_tools: frozenset[str] = frozenset(
             p for r in self.rules if r.effect == "allow" and r.tables and "tools/call" in r.methods
             for p in r.tools)
@@ -182,12 +190,27 @@ class PolicySet:
     def _decide(self, principal: Principal, request: RequestInfo, analysis: Analysis | None,
                 now: datetime | None) -> Decision:
         targeting = self._targeting(request.method, request.tool)
-        relations = analysis.relations if analysis is not None else ()
         if not any(self.rules[i].effect == "allow" for i in targeting):
             return self._deny(Reason.TOOL_NOT_ALLOWED,
                               f"{_what(request)} is not allowed by policy", (), (), analysis)
         candidates = self._candidates(targeting, analysis)
         variables: frozenset[str] = frozenset().union(*(self.rules[i].variables for i in candidates))
+        if now is None and not variables & _PER_CALL_VARIABLES:
+            key = (id(principal), id(analysis), request.method, request.tool, request.upstream)
+            known = self._decisions.get(key)
+            if known is not None and known[0] is principal and known[1] is analysis:
+                self._decisions.move_to_end(key)
+                return known[2]
+            decision = self._evaluate(candidates, principal, request, analysis, now, variables)
+            self._decisions[key] = (principal, analysis, decision)
+            if len(self._decisions) > _DECISIONS_KEPT:
+                self._decisions.popitem(last=False)
+            return decision
+        return self._evaluate(candidates, principal, request, analysis, now, variables)
+
+    def _evaluate(self, candidates: list[int], principal: Principal, request: RequestInfo,
+                  analysis: Analysis | None, now: datetime | None, variables: frozenset[str]) -> Decision:
+        relations = analysis.relations if analysis is not None else ()
         activation = act.build(principal, request, analysis, now, variables)
         errors: list[RuleError] = []
 

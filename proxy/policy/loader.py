@@ -283,7 +283,8 @@ class _RuleChecker:
             except TypeError as exc:
                 self.problem(path, f"row filter on a sample principal: {exc}")
                 continue
-            out.append(RowFilterRule(target[0], target[1], program))
+            reads = cel_inspect.references(cel_runtime.parse(source)).variables & act.ROW_FILTER_VARIABLES
+            out.append(RowFilterRule(target[0], target[1], program, frozenset(reads)))
         return out
 
     def _expression(self, path: tuple[str | int, ...], source: str, variables: frozenset[str],

@@ -78,6 +78,7 @@ class RowFilterRule:
     relation: str
     column: str
     value: Program
+    reads: frozenset[str] = ROW_FILTER_VARIABLES  # the variables `value` reads (all it may, if unknown)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -111,9 +112,11 @@ class Rule:
 
     @property
     def variables(self) -> frozenset[str]:
-        """Activation variables the rule reads (its condition, and its row filters' principal/now)."""
+        """Activation variables the rule reads (its condition and its row filters)."""
         used = self.condition.variables
-        return used | ROW_FILTER_VARIABLES if self.row_filters else used
+        for row_filter in self.row_filters:
+            used = used | row_filter.reads
+        return used
 
     @property
     def mentions(self) -> tuple[str, ...]:
