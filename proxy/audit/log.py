@@ -104,19 +104,18 @@ _SYNC: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 """Makes appended data durable. `fdatasync` also writes the file size (needed to read the data
 back), so for an append-only file it is as durable as `fsync`, minus the timestamps."""
 
-_second = -1
-_second_text = ""
+_second_text: tuple[int, str] = (-1, "")  # one tuple, replaced whole: safe across threads
 
 
 def _now() -> str:
     """UTC now as `2024-05-01T12:00:00.123456Z` (the seconds part is formatted once a second)."""
-    global _second, _second_text
-    ns = time.time_ns()
-    second, rest = divmod(ns, 1_000_000_000)
-    if second != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second = second
-    return f"{_second_text}.{rest // 1000:06d}Z"
+    global _second_text
+    second, rest = divmod(time.time_ns(), 1_000_000_000)
+    cached, text = _second_text
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_text = (second, text)
+    return f"{text}.{rest // 1000:06d}Z"
 
 
 class _Waiter:
