@@ -113,6 +113,25 @@ def test_a_typical_record_takes_the_fast_path(audit_path: Path) -> None:
     assert record is not None and record_module._plain(record)
 
 
+def test_a_log_written_record_by_record_is_continued_and_verifies(audit_path: Path) -> None:
+    """Records encoded the way earlier versions did (hash of the canonical body, then the
+    canonical record) and records of group commits form one chain."""
+    audit_path.parent.mkdir(parents=True)
+    previous = "0" * 64
+    with audit_path.open("wb") as f:
+        for seq in (1, 2):
+            record = {"v": 1, "instance_id": "test-1", "seq": seq, "ts": "2024-01-01T00:00:00.000000Z",
+                      **entry(seq).to_json(), "prev_hash": previous}
+            record["hash"] = record_hash(record)
+            f.write(canonical_json(record) + b"\n")
+            previous = record["hash"]
+    with AuditLog(audit_path, instance_id="test-1") as log:
+        appended = log.append(entry(3))
+    assert appended is not None and appended["seq"] == 3 and appended["prev_hash"] == previous
+    result = verify_files([audit_path])
+    assert result.ok and result.chains[0].records == 3
+
+
 def test_seal_refuses_a_body_that_already_has_a_hash() -> None:
     with pytest.raises(ValueError):
         seal({"hash": "x", "seq": 1})
