@@ -24,13 +24,13 @@ requests (sampling, elicitation, roots) and every message before the handshake c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
 import anyio
-import anyio.abc
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
@@ -47,6 +47,7 @@ Emit = Callable[[bytes], Awaitable[None]]
 _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _HANDSHAKE = frozenset({"initialize", "server/discover"})
 _SHUTDOWN_WRITE_TIMEOUT_S = 1.0
+_SHUTDOWN_WAIT_S = 2.0
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
@@ -57,12 +58,14 @@ def encode(message: Mapping[str, Any]) -> bytes:
 class StdioFastPath:
     """Takes the requests of one stdio front connection once its handshake is done."""
 
-    def __init__(self, relay: Relay, principal: Any, emit: Emit, task_group: anyio.abc.TaskGroup) -> None:
+    def __init__(self, relay: Relay, principal: Any, emit: Emit) -> None:
         self._relay = relay
         self._principal = principal
         self._emit = emit
-        self._tg = task_group
         self._inflight: dict[str | int, anyio.CancelScope] = {}
+        # Plain event-loop tasks (a task group's spawn costs several times more per request);
+        # `aclose` cancels and awaits them, as leaving a task group would.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def take(self, body: Any) -> bool:
         """Serve `body` (a parsed line) here and return True, or return False for the SDK."""
@@ -98,8 +101,19 @@ class StdioFastPath:
             principal=self._principal,
             progress=self._progress_sender(params),
         )
-        self._tg.start_soon(self._serve, call)
+        task = asyncio.get_running_loop().create_task(self._serve(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return True
+
+    async def aclose(self) -> None:
+        """Cancel what is in flight (each answers CONNECTION_CLOSED) and wait for it, bounded."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks, timeout=_SHUTDOWN_WAIT_S)
 
     def _peer_cancelled(self, params: Any) -> None:
         rid = params.get("requestId") if isinstance(params, dict) else None

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO, TextIO
 
 import anyio
-import anyio.abc
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -17,7 +16,7 @@ from pgwarden.proxy.pipeline.gate import Gate
 from pgwarden.proxy.relay.core import PrincipalResolver, Relay
 from pgwarden.proxy.relay.fast import StdioFastPath
 from pgwarden.proxy.relay.server import RelayServer
-from pgwarden.proxy.relay.stdio_front import Emit, TakeHook, stdio_front
+from pgwarden.proxy.relay.stdio_front import Emit, stdio_front
 from pgwarden.proxy.relay.upstream import Upstream, UpstreamSpec
 
 logger = logging.getLogger(__name__)
@@ -82,12 +81,12 @@ async def serve_stdio(
         forward_upstream_logs=forward_upstream_logs,
     )
 
-    def fast_path(emit: Emit, task_group: anyio.abc.TaskGroup) -> TakeHook:
-        return StdioFastPath(relay, principal, emit, task_group).take
+    def fast_path(emit: Emit) -> StdioFastPath:
+        return StdioFastPath(relay, principal, emit)
 
     async with anyio.create_task_group() as tg:
         await _start_upstream(tg, upstream, on_connected)
-        async with stdio_front(stdin, stdout, take=fast_path) as (read_stream, write_stream):
+        async with stdio_front(stdin, stdout, taker=fast_path) as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
         tg.cancel_scope.cancel()
 

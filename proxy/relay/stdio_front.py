@@ -20,10 +20,9 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Protocol, Self
 
 import anyio
-import anyio.abc
 import mcp_types as types
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared._stream_protocols import ReadStream, WriteStream
@@ -68,8 +67,18 @@ async def _line_source(stream: BinaryIO) -> AsyncIterator[bytes]:
 
 
 Emit = Callable[[bytes], Awaitable[None]]
-TakeHook = Callable[[Any], bool]
-"""Given a parsed line: True when it was served (the SDK never sees it), False to pass it on."""
+
+
+class LineTaker(Protocol):
+    """Serves some parsed lines before the SDK sees them (the relay's fast path)."""
+
+    def take(self, body: Any) -> bool:
+        """True when `body` was served here (the SDK never sees it), False to pass it on."""
+        ...
+
+    async def aclose(self) -> None:
+        """The front is closing: finish or cancel what was taken."""
+        ...
 
 
 async def _line_sink(stream: BinaryIO) -> Emit:
@@ -146,19 +155,18 @@ async def stdio_front(
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
     *,
-    take: Callable[[Emit, anyio.abc.TaskGroup], TakeHook] | None = None,
+    taker: Callable[[Emit], LineTaker] | None = None,
 ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
     """Serve JSON-RPC over stdin/stdout (or the given binary streams) as SDK message streams.
 
-    `take`, when given, builds the hook offered every parsed line first (from the line
-    writer and a task group that lives as long as the front).
+    `taker`, when given, builds (from the line writer) what is offered every parsed line first.
     """
     source = stdin if stdin is not None else sys.stdin.buffer
     emit = await _line_sink(stdout if stdout is not None else sys.stdout.buffer)
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream = _InlineWriteStream(emit)
 
-    async def reader(hook: TakeHook | None) -> None:
+    async def reader(hook: Callable[[Any], bool] | None) -> None:
         async with read_writer:
             async for line in _line_source(source):
                 if not line.strip():
@@ -180,9 +188,12 @@ async def stdio_front(
                     continue
                 await read_writer.send(SessionMessage(message))
 
+    taken = taker(emit) if taker is not None else None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(reader, take(emit, tg) if take is not None else None)
+        tg.start_soon(reader, taken.take if taken is not None else None)
         try:
             yield read_stream, write_stream
         finally:
+            if taken is not None:
+                await taken.aclose()
             tg.cancel_scope.cancel()

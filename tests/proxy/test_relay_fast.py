@@ -47,6 +47,9 @@ class RawClient:
         message: dict[str, Any] = json.loads(line)
         return message
 
+    def close_input(self) -> None:
+        self._in.close()
+
     def silent_for(self, seconds: float) -> bool:
         ready, _, _ = select.select([self._out], [], [], seconds)
         return not ready
@@ -193,6 +196,25 @@ def test_progress_is_written_live_with_the_clients_token() -> None:
     assert [p["params"]["progressToken"] for p in progress] == ["tok-1"] * 3
     assert [p["params"]["progress"] for p in progress] == [1.0, 2.0, 3.0]
     assert lines[-1]["id"] == 9 and text_of(lines[-1]) == "done after 3 steps"
+
+
+def test_a_call_in_flight_when_the_client_hangs_up_is_answered_connection_closed(tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    with raw_proxy() as client:
+        client.handshake()
+        client.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "sleep", "arguments": {"seconds": 30, "marker": str(marker)}},
+            }
+        )
+        time.sleep(0.5)
+        client.close_input()
+        answer = client.read()
+        assert answer["id"] == 3 and answer["error"]["code"] == -32000, answer
+        assert client.process.wait(timeout=15) == 0
 
 
 def test_a_result_larger_than_a_pipe_read_arrives_whole() -> None:
