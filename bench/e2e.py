@@ -3,12 +3,18 @@
 For each path (stdio or Streamable HTTP, in front of pgwarden's server or the reference
 server-postgres) every target's session is opened at once, and calls are issued in small
 interleaved batches (target A, B, C, A, B, C, ...), so machine noise hits every target alike.
-Every call uses a different literal (no exact-text cache can help), and the sequence of
-statements is the same for every target.
+The sequence of statements is the same for every target.
 
 Workloads: `lookup` (one product by id: the hop dominates) and `analytics` (a typical
-aggregate over orders: Postgres does real work). Ratios are median(target) / median(direct).
-The "policy vs relay" ratio is (proxy − direct) / (relay − direct) on the same path.
+aggregate over orders: Postgres does real work) use a different literal on every call, so the
+proxy's gate learns their shape on the warm-up's second call and serves every measured call
+from the learned template (`coverage` checks that in-process, without timing); `new shape`
+gives every call a column alias never sent before, so every call is a shape the gate has not
+seen (the full guard path: its worst case). The target `pgwarden proxy, learned shapes off`
+is the same proxy with `PGWARDEN_SHAPE_CACHE=off` in its environment.
+
+Ratios are median(target) / median(direct). The "policy vs relay" ratio is
+(proxy − direct) / (relay − direct) on the same path.
 
     python -m bench e2e [--quick] [--calls N]
 """
@@ -36,11 +42,19 @@ WORKLOADS: dict[str, Callable[[int], str]] = {
         f"WHERE ordered_at >= '2024-{1 + i % 12:02d}-01' GROUP BY status "
         "ORDER BY revenue DESC"
     ),
+    # A column alias is part of a statement's shape: every call is a shape never seen before.
+    "new shape": lambda i: f"SELECT id AS c{i}, name, category, price FROM products WHERE id = {1 + i % 60}",
 }
+LEARNED_WORKLOADS = ("lookup", "analytics")  # the target rows; "new shape" is reported beside them
+WARM_UP = 5  # calls of each workload per session before measuring (call indices WARM_UP_BASE + i)
+QUICK_WARM_UP = 3  # still past the second call, where a shape is learned
+WARM_UP_BASE = 10_000
 DIRECT = "direct"
 PROXY = "pgwarden proxy"
 PROXY_TMPFS = "pgwarden proxy, audit on tmpfs"
 PROXY_MASKED = "pgwarden proxy, masked policy"
+PROXY_OFF = "pgwarden proxy, learned shapes off"
+SHAPES_OFF_ENV = {"PGWARDEN_SHAPE_CACHE": "off"}
 PW_RELAY = "pgwarden relay, no policy"
 SDK_RELAY = "SDK relay, no policy"
 MCP_PROXY = "mcp-proxy 0.13 (PyPI), no policy"
@@ -111,6 +125,16 @@ def build_targets(
         if up == T.PGWARDEN_SERVER:
             out.append(
                 T.Target(
+                    PROXY_OFF,
+                    up,
+                    "stdio",
+                    proxy("simple", disk_audit / "stdio-shapes-off.jsonl"),
+                    measured="pgwarden proxy",
+                    env=SHAPES_OFF_ENV,
+                )
+            )
+            out.append(
+                T.Target(
                     PROXY_TMPFS,
                     up,
                     "stdio",
@@ -166,15 +190,22 @@ def build_targets(
     return out
 
 
-async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[str, dict[str, Any]]:
+async def _interleaved(
+    sessions: list[Session], calls: int, batch: int, warm_up: int = WARM_UP
+) -> dict[str, dict[str, Any]]:
     """Per target and workload: latencies (ms), errors, and the measured process's CPU per call."""
     samples: dict[str, dict[str, list[float]]] = {s.target.key: {w: [] for w in WORKLOADS} for s in sessions}
     errors: dict[str, int] = {s.target.key: 0 for s in sessions}
-    for session in sessions:  # warm up: imports, pools, caches of the first statements
+    for session in sessions:  # warm up: imports, pools, the shapes of the learned workloads
         for make in WORKLOADS.values():
-            for i in range(5):
-                await session.call("query", {"sql": make(10_000 + i)})
+            for i in range(warm_up):
+                await session.call("query", {"sql": make(WARM_UP_BASE + i)})
     cpu_start = {s.target.key: cpu_seconds(s.process) for s in sessions}
+    # CPU of the measured process per workload: read around each workload's run of calls (the
+    # process is idle between them, while the other targets take their turn).
+    cpu_used: dict[str, dict[str, float | None]] = {
+        s.target.key: dict.fromkeys(WORKLOADS, 0.0) for s in sessions
+    }
     done = 0
     rotation = 0
     while done < calls:
@@ -182,12 +213,21 @@ async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[
         order = sessions[rotation % len(sessions) :] + sessions[: rotation % len(sessions)]
         rotation += 1
         for session in order:
+            key = session.target.key
             for workload, make in WORKLOADS.items():
+                before = cpu_seconds(session.process)
                 for i in range(done, done + n):
                     elapsed, result = await session.call("query", {"sql": make(i)})
-                    samples[session.target.key][workload].append(elapsed * 1000)
+                    samples[key][workload].append(elapsed * 1000)
                     if result.is_error:
-                        errors[session.target.key] += 1
+                        errors[key] += 1
+                after = cpu_seconds(session.process)
+                total = cpu_used[key][workload]
+                cpu_used[key][workload] = (
+                    total + (after - before)
+                    if total is not None and before is not None and after is not None
+                    else None
+                )
         done += n
     out: dict[str, dict[str, Any]] = {}
     for session in sessions:
@@ -199,18 +239,27 @@ async def _interleaved(sessions: list[Session], calls: int, batch: int) -> dict[
             if used is not None and start is not None
             else None
         )
+        per_workload = {}
+        for w, v in samples[key].items():
+            spent = cpu_used[key][w]
+            per_workload[w] = {
+                **summary(v),
+                "cpu_ms_per_call": spent * 1000 / calls if spent is not None else None,
+            }
         out[key] = {
             "label": session.target.label,
             "upstream": session.target.upstream,
             "transport": session.target.transport,
             "errors": errors[key],
             "cpu_ms_per_call": cpu_ms,
-            **{w: summary(v) for w, v in samples[key].items()},
+            **per_workload,
         }
     return out
 
 
-async def run_group(group: list[T.Target], calls: int, batch: int) -> dict[str, dict[str, Any]]:
+async def run_group(
+    group: list[T.Target], calls: int, batch: int, warm_up: int = WARM_UP
+) -> dict[str, dict[str, Any]]:
     """Start and open every target of one path at once, then run the interleaved calls."""
     http = [t for t in group if t.transport == "http"]
     with T.launched_all(http) as procs:
@@ -232,12 +281,14 @@ async def run_group(group: list[T.Target], calls: int, batch: int) -> dict[str, 
             for target in group:
                 tg.start_soon(hold, target)
             await all_open.wait()
-            measured = await _interleaved([sessions[t.key] for t in group], calls, batch)
+            measured = await _interleaved([sessions[t.key] for t in group], calls, batch, warm_up)
             finished.set()
         return measured
 
 
-def run(db: BenchDatabase, workdir: Path, *, calls: int, batch: int = 10) -> dict[str, Any]:
+def run(
+    db: BenchDatabase, workdir: Path, *, calls: int, batch: int = 10, warm_up: int = WARM_UP
+) -> dict[str, Any]:
     include_reference = T.has_reference_server()
     include_mcp_proxy = T.has_mcp_proxy()
     all_targets = build_targets(
@@ -249,13 +300,61 @@ def run(db: BenchDatabase, workdir: Path, *, calls: int, batch: int = 10) -> dic
     results: dict[str, Any] = {
         "calls": calls,
         "workloads": {w: make(0) for w, make in WORKLOADS.items()},
+        "warm_up": warm_up,
         "reference_server": include_reference,
         "mcp_proxy": include_mcp_proxy,
         "targets": {},
     }
     for group in groups.values():
-        results["targets"].update(anyio.run(run_group, group, calls, batch))
+        results["targets"].update(anyio.run(run_group, group, calls, batch, warm_up))
+    results["coverage"] = coverage(calls, warm_up)
     return results
+
+
+def sequence(workload: str, calls: int, warm_up: int = WARM_UP) -> list[str]:
+    """The statements one session sends for `workload`: the warm-up's, then the measured calls'."""
+    make = WORKLOADS[workload]
+    return [make(WARM_UP_BASE + i) for i in range(warm_up)] + [make(i) for i in range(calls)]
+
+
+def coverage(calls: int, warm_up: int = WARM_UP) -> dict[str, dict[str, Any]]:
+    """Per workload: how many measured calls a gate with the proxy's policy (`simple`) served
+    from a learned shape, the same statements sent in the same order in this process (evidence
+    that does not depend on time; the proxy runs the same gate)."""
+    from bench.pipeline_bench import shape_coverage
+
+    out = {}
+    for workload in WORKLOADS:
+        found = shape_coverage(sequence(workload, calls, warm_up))
+        measured = found["served"][warm_up:]
+        out[workload] = {
+            "calls": len(measured),
+            "on_learned_shape": sum(measured),
+            "allowed": found["allowed"],
+            "first_hit": found["first_hit"],
+        }
+    return out
+
+
+def coverage_text(data: dict[str, Any]) -> str:
+    found = data.get("coverage")
+    if not found:
+        return ""
+    parts = [
+        f"`{w}` {c['on_learned_shape']} / {c['calls']}"
+        + (
+            f" (from call {c['first_hit'] + 1} of the session, warm-up included)"
+            if c["first_hit"] is not None
+            else ""
+        )
+        for w, c in found.items()
+    ]
+    return (
+        "Measured calls served from a learned shape, checked by sending each workload's statements in the "
+        "same order to an in-process gate with the proxy's policy (no timing involved): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -276,7 +375,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "workload": workload,
                 "median": med,
                 "p99": p99,
-                "cpu_ms_per_call": r.get("cpu_ms_per_call"),
+                "cpu_ms_per_call": r[workload].get("cpu_ms_per_call", r.get("cpu_ms_per_call")),
                 "errors": r["errors"],
                 "direct_note": direct_note,
             }
@@ -284,7 +383,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 base = direct[workload]["median"]
                 row["ratio"] = ratio(med, base)
                 row["added_ms"] = med - base
-                if label in (PROXY, PROXY_TMPFS):
+                if label in (PROXY, PROXY_TMPFS, PROXY_OFF):
                     for relay in relays:
                         if relay is not None:
                             added = relay[workload]["median"] - base
@@ -306,6 +405,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {fmt(row['median'])} | {fmt(row['p99'])} | {fmt(row.get('added_ms'))}{row['direct_note']} "
             f"| {fmt(row.get('ratio'))} | {fmt(cpu) if row['label'] != DIRECT else '(server) ' + fmt(cpu)} |"
         )
+    cover = coverage_text(data)
+    if cover:
+        lines.append("\n" + cover)
     errors = {k: v["errors"] for k, v in data["targets"].items() if v["errors"]}
     if errors:
         lines.append(f"\nCalls that returned isError: {errors}")

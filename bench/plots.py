@@ -16,46 +16,75 @@ def _pyplot() -> Any:
     return plt
 
 
+GUARD_MODES = (
+    ("new", "new shape", "#4c72b0"),
+    ("learning", "learning (once per shape)", "#8172b2"),
+    ("learned", "learned shape", "#55a868"),
+    ("off", "learning off", "#937860"),
+)
+
+
 def guard(data: dict[str, Any], path: Path) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    labels, medians, p99s = [], [], []
-    for row in data["builds"]:
-        build = "sqlglotc" if row["sqlglotc"] else "pure Python"
-        for policy in ("simple", "masked"):
-            labels.append(f"{build}\n{policy}")
-            medians.append(row[policy]["wall_us"]["median"] / 1000)
-            p99s.append(row[policy]["wall_us"]["p99"] / 1000)
-    xs = range(len(labels))
-    ax.bar(xs, medians, color="#4c72b0", label="median")
-    ax.scatter(xs, p99s, color="#c44e52", marker="_", s=400, label="p99")
-    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="target (masked, median)")
-    ax.set_xticks(list(xs), labels)
-    ax.set_ylabel("ms per call")
-    ax.set_title("Guard cost per call (whole gate: analyse, decide, rewrite, re-validate, audit)")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    groups = [
+        (f"{'sqlglotc' if row['sqlglotc'] else 'pure Python'}\n{policy}", row[policy]["modes"])
+        for row in data["builds"]
+        for policy in ("simple", "masked")
+    ]
+    width = 0.8 / len(GUARD_MODES)
+    for n, (mode, label, color) in enumerate(GUARD_MODES):
+        xs = [i - 0.4 + width * (n + 0.5) for i in range(len(groups))]
+        ax.bar(
+            xs, [m[mode]["cpu_us"]["median"] / 1000 for _, m in groups], width=width, color=color, label=label
+        )
+        ax.scatter(
+            xs,
+            [m[mode]["cpu_us"]["p99"] / 1000 for _, m in groups],
+            color="#c44e52",
+            marker="_",
+            s=80,
+            label="p99" if n == 0 else None,
+        )
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="target < 1 ms")
+    ax.set_xticks(range(len(groups)), [name for name, _ in groups])
+    ax.set_ylabel("CPU ms per call")
+    ax.set_title("Guard cost per call (whole gate: analyse, decide, rewrite, re-validate, audit)", fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+E2E_COLORS = ("#4c72b0", "#dd8452", "#8172b2", "#55a868")
+
+
 def e2e(rows: list[dict[str, Any]], path: Path) -> None:
     plt = _pyplot()
     paths = sorted({(r["transport"], r["upstream"]) for r in rows}, key=lambda p: (p[1], p[0]))
-    fig, axes = plt.subplots(len(paths), 1, figsize=(7.5, 1.9 * len(paths) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(paths), 1, figsize=(7.5, 2.4 * len(paths) + 0.6), squeeze=False)
     for ax, (transport, upstream) in zip(axes[:, 0], paths, strict=True):
         group = [r for r in rows if r["transport"] == transport and r["upstream"] == upstream]
         labels = list(dict.fromkeys(r["label"] for r in group))
-        for offset, workload, color in ((-0.2, "lookup", "#4c72b0"), (0.2, "analytics", "#dd8452")):
+        workloads = list(dict.fromkeys(r["workload"] for r in group))
+        height = 0.8 / max(1, len(workloads))
+        for n, workload in enumerate(workloads):
             values = {r["label"]: r for r in group if r["workload"] == workload}
-            ys = [values[label]["median"] for label in labels]
-            ax.barh([i + offset for i in range(len(labels))], ys, height=0.4, color=color, label=workload)
+            shown = [i for i, label in enumerate(labels) if label in values]
+            offset = -0.4 + height * (n + 0.5)
+            ax.barh(
+                [i + offset for i in shown],
+                [values[labels[i]]["median"] for i in shown],
+                height=height,
+                color=E2E_COLORS[n % len(E2E_COLORS)],
+                label=workload,
+            )
             ax.scatter(
-                [values[label]["p99"] for label in labels],
-                [i + offset for i in range(len(labels))],
+                [values[labels[i]]["p99"] for i in shown],
+                [i + offset for i in shown],
                 marker="|",
                 color="#c44e52",
-                s=60,
+                s=40,
             )
         ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()

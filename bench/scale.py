@@ -118,7 +118,7 @@ def catalog_per_call(sizes: tuple[int, ...], rounds: int) -> list[dict[str, Any]
         def fresh_gate(
             policy: Any = policy, catalog: Catalog = catalog, telemetry: Any = telemetry, audit: Any = audit
         ) -> GuardedGate:
-            # a new gate: statements are new to it, as in section 1's "new to the gate"
+            # a new gate: every statement is a new shape to it, as in section 1's "new shape"
             return GuardedGate(
                 _constant(policy),
                 tool_map=PRESETS["pgwarden"],
@@ -259,9 +259,9 @@ def markdown(data: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "**Catalog size**: whole-gate CPU per call (masked policy, 20 corpus queries new to the gate) with N "
-        "synthetic "
-        "tables in the catalog, and the time to introspect a database holding N tables:",
+        "**Catalog size**: whole-gate CPU per call (masked policy, 20 corpus queries, each a new shape "
+        "to a fresh gate) with N synthetic tables in the catalog, and the time to introspect a database "
+        "holding N tables:",
         "",
         "| tables | gate CPU median µs | gate CPU p99 µs | from_dsn + refresh ms |",
         "|---:|---:|---:|---:|",

@@ -1,7 +1,8 @@
-"""The benchmark harness works: its smallest end-to-end piece runs and its report renders.
+"""The benchmark harness works: its smallest pieces run and its report renders.
 
-Structure only (every call answered, every row and table present); timings are the suite's
-business (`make bench`), never asserted here.
+Structure only (every call answered, every mode, workload, row and table present, the learned-shape
+counts the report prints are counted); timings are the suite's business (`make bench`), never
+asserted here.
 """
 
 from __future__ import annotations
@@ -11,22 +12,34 @@ import sys
 from pathlib import Path
 
 import anyio
+import psycopg
+import pytest
+from pglast import parser as pgparser
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the benchmark package lives beside tests/, not in the installed package
     sys.path.insert(0, str(REPO))
 
-from bench import e2e, suite  # noqa: E402
+from bench import e2e, pipeline_bench, suite  # noqa: E402
 from bench import targets as T  # noqa: E402
+from bench.guard_bench import _corpus  # noqa: E402
+from pgwarden.proxy.guard.tokens import scan_sql  # noqa: E402
+
+MACHINE = {"cpu": "x", "cores": 2, "memory_gib": 1.0, "os": "Linux", "python": "3.11", "postgres": "16",
+           "node": "v20", "packages": {}, "load_at_start": [0, 0, 0], "load_at_end": [0, 0, 0]}
 
 
 def test_harness_runs_direct_and_proxy_side_by_side_and_renders_the_report(demo_db, tmp_path: Path) -> None:
     server = T.server_command(T.PGWARDEN_SERVER, demo_db.reader_dsn)
     audit = tmp_path / "audit.jsonl"
+    audit_off = tmp_path / "audit-off.jsonl"
     group = [
         T.Target(e2e.DIRECT, T.PGWARDEN_SERVER, "stdio", tuple(server), measured="pgwarden server"),
         T.Target(e2e.PROXY, T.PGWARDEN_SERVER, "stdio", tuple(T.proxy_command(
             server, policy="simple", catalog_dsn=demo_db.admin_dsn, audit=audit)), measured="pgwarden proxy"),
+        T.Target(e2e.PROXY_OFF, T.PGWARDEN_SERVER, "stdio", tuple(T.proxy_command(
+            server, policy="simple", catalog_dsn=demo_db.admin_dsn, audit=audit_off)),
+            measured="pgwarden proxy", env=e2e.SHAPES_OFF_ENV),
     ]
     measured = anyio.run(e2e.run_group, group, 3, 2)
 
@@ -37,19 +50,121 @@ def test_harness_runs_direct_and_proxy_side_by_side_and_renders_the_report(demo_
         for workload in e2e.WORKLOADS:
             assert row[workload]["n"] == 3
             assert 0 < row[workload]["median"] <= row[workload]["p99"]
-    # every proxied call (warm-up included) left one audit record
-    records = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert len(records) == (3 + 5) * len(e2e.WORKLOADS)
-    assert {r["decision"] for r in records} == {"allow"}
+            assert row[workload]["cpu_ms_per_call"] is not None
+    # every proxied call (warm-up included) left one audit record, in both proxies
+    for log in (audit, audit_off):
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        assert len(records) == (3 + e2e.WARM_UP) * len(e2e.WORKLOADS)
+        assert {r["decision"] for r in records} == {"allow"}
 
-    data = {"calls": 3, "workloads": {w: make(0) for w, make in e2e.WORKLOADS.items()}, "targets": measured}
+    data = {"calls": 3, "workloads": {w: make(0) for w, make in e2e.WORKLOADS.items()}, "targets": measured,
+            "warm_up": e2e.WARM_UP, "coverage": e2e.coverage(3)}
     rows = e2e.rows(data)
-    proxied = [r for r in rows if r["label"] == e2e.PROXY]
-    assert len(proxied) == len(e2e.WORKLOADS) and all("ratio" in r and "added_ms" in r for r in proxied)
-    results = {"quick": True, "total_s": 1.0, "timings_s": {"e2e": 1.0}, "e2e": data,
-               "machine": {"cpu": "x", "cores": 2, "memory_gib": 1.0, "os": "Linux", "python": "3.11",
-                           "postgres": "16", "node": "v20", "packages": {}, "load_at_start": [0, 0, 0]}}
+    for label in (e2e.PROXY, e2e.PROXY_OFF):
+        proxied = [r for r in rows if r["label"] == label]
+        assert len(proxied) == len(e2e.WORKLOADS) and all("ratio" in r and "added_ms" in r for r in proxied)
+    results = {"quick": True, "total_s": 1.0, "timings_s": {"e2e": 1.0}, "e2e": data, "machine": MACHINE}
     report = suite.markdown(results)
     assert "## 2. End to end, side by side" in report and "## Targets" in report
-    names = [name for name, *_ in suite.targets(results)]
-    assert "Proxy adds to the median call, stdio, pgwarden server (lookup)" in names
+    assert "| new shape |" in report and "learned shapes off" in report
+    prose = suite.analysis(results)  # generated from the run: the proxies' numbers appear in it
+    proxy_new = next(r for r in rows if r["label"] == e2e.PROXY and r["workload"] == "new shape")
+    assert f"{proxy_new['added_ms']:.2f} ms over stdio" in prose and "**Learned shapes.**" in prose
+    targets = {name: (limit, met) for name, _, limit, met, _ in suite.targets(results)}
+    assert targets["Proxy adds to the median call, stdio, pgwarden server (lookup)"][0] == "< 1.5 ms"
+    # the new-shape workload and the proxy with learning off: informational rows, no verdict
+    new_shape = "Proxy adds to the median call, stdio, pgwarden server (new shape every call)"
+    assert targets[new_shape] == ("–", None)
+    off = "Proxy with learned shapes off adds to the median call, stdio, pgwarden server (lookup)"
+    assert targets[off] == ("–", None)
+
+
+def test_e2e_workloads_learned_shapes_and_new_shapes_as_the_report_says() -> None:
+    """`lookup` and `analytics` keep one shape (only constants change); `new shape` never repeats one;
+    an in-process gate with the proxy's policy serves the former from a learned shape after two calls."""
+    for workload in e2e.WORKLOADS:
+        keys = []
+        for sql in e2e.sequence(workload, 12):
+            found = scan_sql(sql)
+            assert found is not None
+            keys.append(found.key)
+        assert len(set(keys)) == (1 if workload in e2e.LEARNED_WORKLOADS else len(keys))
+    found = e2e.coverage(6, warm_up=e2e.QUICK_WARM_UP)
+    assert set(found) == set(e2e.WORKLOADS)
+    for workload, counted in found.items():
+        assert counted["calls"] == 6 and counted["allowed"] == 6 + e2e.QUICK_WARM_UP
+        if workload in e2e.LEARNED_WORKLOADS:
+            assert counted["on_learned_shape"] == 6 and counted["first_hit"] == 2  # the third call
+        else:
+            assert counted["on_learned_shape"] == 0 and counted["first_hit"] is None
+
+
+def test_every_run_has_the_shapes_off_target_beside_the_proxy(demo_db, tmp_path: Path) -> None:
+    built = e2e.build_targets(demo_db, tmp_path, include_reference=False, include_mcp_proxy=False)
+    off = [t for t in built if t.label == e2e.PROXY_OFF]
+    assert len(off) == 1 and off[0].transport == "stdio" and off[0].env == {"PGWARDEN_SHAPE_CACHE": "off"}
+    proxy = next(t for t in built if t.label == e2e.PROXY and t.transport == "stdio")
+    assert proxy.env == {} and off[0].command != proxy.command  # its own audit log
+
+
+@pytest.fixture(scope="module")
+def reader(reader_dsn: str):
+    with psycopg.connect(reader_dsn, autocommit=True) as conn:
+        yield conn
+
+
+def test_variants_keep_each_statement_valid_and_its_shape(reader: psycopg.Connection) -> None:
+    """Each variant runs on the real database wherever the statement itself does, normalises to the
+    same statement (only values changed) and has the same shape key; numbered variants differ."""
+    corpus = _corpus()
+    ran = varied = 0
+    for sql in corpus:
+        variants = [pipeline_bench.variant(sql, k) for k in (0, 1, 2, 31)]
+        assert variants[0] == sql
+        first, *_ = [scan_sql(v) for v in variants]
+        assert first is not None
+        for v in variants[1:]:
+            assert pgparser.normalize(v) == pgparser.normalize(sql), v
+            found = scan_sql(v)
+            assert found is not None and found.key == first.key
+        if variants[1] != sql:
+            varied += 1
+            assert len(set(variants)) == len(variants)  # each variant's constants are new
+        try:
+            reader.execute(sql).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            continue
+        for v in variants[1:]:
+            reader.execute(v).fetchall()
+        ran += 1
+    assert varied >= 20 and ran >= 50
+
+
+def test_pipeline_modes_count_calls_verdicts_and_learned_shapes_and_render() -> None:
+    measured = pipeline_bench.measure(1, learned_passes=1)
+    corpus = measured["queries"]
+    for policy in ("simple", "masked"):
+        modes = measured[policy]["modes"]
+        assert [m for m, _ in pipeline_bench.MODES] == list(modes)
+        assert modes["new"]["calls"] == modes["learning"]["calls"] == corpus
+        assert modes["learned"]["calls"] == modes["off"]["calls"] == corpus  # one learned pass
+        allowed = measured[policy]["allowed"]
+        assert 0 < allowed < corpus  # the corpus holds statements the policies deny
+        assert all(m["allowed"] == allowed for m in modes.values())  # variants change no verdict
+        assert [modes[m]["shape_hits"] for m in ("new", "learning", "off")] == [0, 0, 0]
+        assert 0 < modes["learned"]["shape_hits"] <= allowed
+        assert measured[policy]["learned_per_round"] >= modes["learned"]["shape_hits"]
+        assert modes["learned"]["varied_cpu_us"]["n"] == measured["varied"] > 0
+    data = {"rounds": 1, "builds": [measured, {**measured, "sqlglotc": False}],
+            "fsync_ms": {"median": 0.1, "p99": 0.2}}
+    table = pipeline_bench.markdown(data).split("\n\n")[0]  # the main table
+    for _, label in pipeline_bench.MODES:
+        assert table.count(f"| {label} |") == 4  # two builds x two policies
+    results = {"quick": True, "total_s": 1.0, "timings_s": {"pipeline": 1.0}, "pipeline": data,
+               "machine": MACHINE}
+    rows = {name: (limit, met) for name, _, limit, met, _ in suite.targets(results)}
+    name = "Guard cost per call, masks + row filters on every table (sqlglotc)"
+    assert rows[f"{name}, new shape"][0] == rows[f"{name}, learned shape, other constants"][0] == "< 1 ms"
+    assert rows[f"{name}, learning (2nd sighting of a shape)"] == ("–", None)
+    report = suite.markdown(results)
+    assert "proxy/guard/shapes.py" in report and "## 1. Guard cost per call" in report
