@@ -220,8 +220,8 @@ class PipeLink:
             await self._to_sdk_send(exc)
             return
         if isinstance(body, dict) and "method" not in body:
-            rid = body.get("id")
-            if type(rid) is int and rid > RAW_ID_BASE:
+            rid = _raw_id(body.get("id"))
+            if rid is not None:
                 waiter = self._waiters.get(rid)
                 if waiter is not None and not waiter.future.done():
                     if _is_result(body):
@@ -245,9 +245,8 @@ class PipeLink:
     def _route_progress(self, params: Any) -> bool:
         if not isinstance(params, dict):
             return False
-        token = params.get("progressToken")
-        progress_ok = _is_number(params.get("progress"))
-        if type(token) is not int or token <= RAW_ID_BASE or not progress_ok:
+        token = _raw_id(params.get("progressToken"))
+        if token is None or not _is_number(params.get("progress")):
             return False
         waiter = self._waiters.get(token)
         progress = params.get("progress")
@@ -275,6 +274,13 @@ class PipeLink:
             if not waiter.future.done():
                 waiter.future.set_exception(MCPError(code=CONNECTION_CLOSED, message="Connection closed"))
         self._to_sdk.close()
+
+
+def _raw_id(value: Any) -> int | None:
+    """The raw-path id `value` stands for (a peer may echo it as a string, as the SDK allows)."""
+    if type(value) is str and value.isdigit():
+        value = int(value)
+    return value if type(value) is int and value > RAW_ID_BASE else None
 
 
 def _is_number(value: Any) -> bool:

@@ -21,9 +21,10 @@ from typing import Any
 from mcp_types import INTERNAL_ERROR
 from proxy_helpers import RELAY_PROCESS, TEST_UPSTREAM, child_env
 
-from pgwarden.proxy.relay.pipe import _error_of
+from pgwarden.proxy.relay.pipe import RAW_ID_BASE, _error_of, _raw_id
 
 UPSTREAM = [sys.executable, str(TEST_UPSTREAM)]
+RAW_UPSTREAM = [sys.executable, str(Path(__file__).parent / "relay_fast_upstream.py")]
 
 
 class RawClient:
@@ -63,8 +64,11 @@ class RawClient:
         assert answer.get("id") == rid, answer
         return answer
 
+    def call(self, rid: int | str, tool: str, text: str) -> str:
+        return text_of(self.request(rid, "tools/call", {"name": tool, "arguments": {"text": text}}))
+
     def echo(self, rid: int | str, text: str) -> str:
-        return text_of(self.request(rid, "tools/call", {"name": "echo", "arguments": {"text": text}}))
+        return self.call(rid, "echo", text)
 
     def handshake(self) -> None:
         answer = self.request(
@@ -81,9 +85,9 @@ class RawClient:
 
 
 @contextmanager
-def raw_proxy(*extra: str) -> Iterator[RawClient]:
+def raw_proxy(*extra: str, upstream: list[str] = UPSTREAM) -> Iterator[RawClient]:
     process = subprocess.Popen(
-        [sys.executable, str(RELAY_PROCESS), *extra, "--", *UPSTREAM],
+        [sys.executable, str(RELAY_PROCESS), *extra, "--", *upstream],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -246,3 +250,22 @@ def test_an_upstream_answer_that_is_not_a_response_is_an_error() -> None:
     error = {"code": -32602, "message": "bad", "data": 3}
     upstream_error = _error_of({"jsonrpc": "2.0", "id": 1, "error": error})
     assert (upstream_error.code, upstream_error.message, upstream_error.data) == (-32602, "bad", 3)
+
+
+def test_ids_echoed_as_strings_match() -> None:
+    assert _raw_id(str(RAW_ID_BASE + 5)) == RAW_ID_BASE + 5
+    assert _raw_id(RAW_ID_BASE + 5) == RAW_ID_BASE + 5
+    assert _raw_id(5) is None and _raw_id("5") is None and _raw_id(True) is None and _raw_id("x") is None
+
+
+def test_a_misbehaving_upstream_gets_errors_not_hangs() -> None:
+    with raw_proxy("--protocol", "legacy", "--timeout", "5", upstream=RAW_UPSTREAM) as client:
+        client.handshake()
+        started = time.monotonic()
+        assert client.call(1, "string_id", "s") == "s"
+        bad = client.request(2, "tools/call", {"name": "bad_result", "arguments": {}})
+        assert bad["error"]["code"] == INTERNAL_ERROR and "invalid response" in bad["error"]["message"]
+        assert time.monotonic() - started < 4, "an answer waited for the call timeout"
+        assert client.call(3, "garbage_first", "g") == "g"
+        assert client.call(4, "split", "ü" * 50) == "ü" * 50
+        assert client.echo(5, "still serving") == "still serving"
