@@ -482,7 +482,8 @@ def markdown(results: dict[str, Any], *, plots_rel: str = "bench/plots") -> str:
         ]
     if "guard" in results:
         out += [
-            "Where the guard's share goes (`python -m bench guard`: `parse_statement` and `enforce` alone):",
+            "Where the guard's share of the full path goes (a new shape; `python -m bench guard`: "
+            "`parse_statement` and `enforce` alone):",
             "",
             "| sqlglot build | policy | median µs | p99 µs | parse_statement median µs | enforce median µs |",
             "|---|---|---:|---:|---:|---:|",
@@ -548,9 +549,9 @@ def markdown(results: dict[str, Any], *, plots_rel: str = "bench/plots") -> str:
             "",
             f"`python -m bench throughput`: N MCP sessions each calling `{data['sql']}` in a loop for "
             f"{data['seconds']:g} s; the proxy (simple policy, audit on disk) in front of pgwarden's server "
-            "over stdio vs the server's own HTTP transport. Clients, proxy, server and Postgres "
-            "share the two "
-            "cores.",
+            "over stdio vs the server's own HTTP transport. The statements differ only in a number: one "
+            "shape, learned by the proxy's gate on its second call. Clients, proxy, server and Postgres "
+            "share the two cores.",
             "",
             throughput.markdown(data),
             "",
