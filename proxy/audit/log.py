@@ -16,8 +16,9 @@ Group commit: one committer at a time gives records their place in the chain, en
 writes all records waiting at that moment with one `write` and makes them durable with one
 `fdatasync`, then releases every waiter of the batch. A caller that finds no commit under way
 commits its own record on its own thread (a lone call pays for one write + sync, no hand-off);
-records arriving meanwhile, and every `append_async`, are committed by a dedicated writer
-thread, so concurrent calls share a sync. The chain order is the file order: only the committer
+records arriving meanwhile and `append_async` records are committed by a dedicated writer
+thread, so concurrent calls share a sync (a lone request's record, on a fast disk, is
+committed on the event loop: see `append_async`). The chain order is the file order: only the committer
 assigns sequence numbers, in the order it writes. A record is reported written exactly when it
 is durably in the chain: a batch (or the part of it after a rotation) whose write or sync fails
 is cut off the file again and every waiter of it gets the error.
@@ -103,6 +104,12 @@ def _last_line(path: Path) -> bytes | None:
 _SYNC: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 """Makes appended data durable. `fdatasync` also writes the file size (needed to read the data
 back), so for an append-only file it is as durable as `fsync`, minus the timestamps."""
+
+INLINE_SYNC_BUDGET_S = 0.0005
+"""`append_async(alone=True)` commits on the event loop itself while syncs take less than this
+(moving average): cheaper than two thread hand-offs, and no longer than ordinary work on the
+loop. A slower disk sends every record to the writer thread until syncs are fast again."""
+_SYNC_WEIGHT = 0.25  # weight of the newest sync in the moving average
 
 _second_text: tuple[int, str] = (-1, "")  # one tuple, replaced whole: safe across threads
 
@@ -191,6 +198,7 @@ class AuditLog:
         self._committing = False
         self._stopping = False
         self._writer: threading.Thread | None = None
+        self._sync_seconds: float | None = None  # moving average of sync durations (None: none yet)
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._size = 0
@@ -285,11 +293,14 @@ class AuditLog:
         waiter.wait()
         return self._outcome(waiter)
 
-    async def append_async(self, entry: AuditEntry) -> dict[str, Any] | None:
-        """`append` without blocking the event loop on the disk.
+    async def append_async(self, entry: AuditEntry, *, alone: bool = False) -> dict[str, Any] | None:
+        """`append` for event loops: the loop is not kept waiting for a slow disk.
 
         Strict: the record joins the writer thread's next batch and this task waits (shielded
-        from cancellation, like a worker thread would be) until the batch is durable. Not
+        from cancellation, like a worker thread would be) until the batch is durable. With
+        `alone` (the caller knows no other request is in flight on this process), no commit
+        under way and syncs averaging under `INLINE_SYNC_BUDGET_S`, the record is committed
+        on the loop itself instead: two thread hand-offs cost more than such a sync. Not
         strict: nothing waits for the disk, so the record is written on the spot.
         """
         if not self.strict:
@@ -298,6 +309,17 @@ class AuditLog:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # another event loop library: a worker thread per record
             return await anyio.to_thread.run_sync(self.append, entry)
+        inline = _Waiter(entry)
+        with self._lock:
+            here = alone and not self._committing and not self._pending and (
+                self._sync_seconds is not None and self._sync_seconds < INLINE_SYNC_BUDGET_S)
+            if here:
+                self._committing = True
+                self._pending.append(inline)
+        if here:  # nothing else to wait for and a fast disk: commit right here
+            self._commit_as_caller()
+            inline.wait()  # already released by the commit
+            return self._outcome(inline)
         waiter = _Waiter(entry, loop)
         with self._lock:
             self._pending.append(waiter)
@@ -378,6 +400,7 @@ class AuditLog:
         if not batch:
             return
         start = 0  # the first record of the batch not yet durable
+        released = batch
         try:
             if not self._opened:
                 self._open()
@@ -414,11 +437,15 @@ class AuditLog:
             start = len(batch)
         except (OSError, AuditWriteError) as exc:
             self._abandon(batch[start:], exc)
-        except BaseException as exc:  # never leave a waiter hanging
+        except Exception as exc:  # a bug: fail the records (closed), never leave a waiter hanging
             self._abandon(batch[start:], exc)
             raise
+        except BaseException:  # interrupted (KeyboardInterrupt on SIGTERM), not failed
+            released = batch[:start]
+            self._requeue(batch[start:])
+            raise
         finally:
-            _release(batch)
+            _release(released)
 
     def _write_durably(self, lines: list[bytes], size: int, seq: int, last_hash: str, *, sync: bool) -> None:
         """Append `lines` (and sync them if `sync`), then advance the chain to their end."""
@@ -429,10 +456,23 @@ class AuditLog:
                 written = os.write(self._fd, data)
                 data = data[written:]
         if sync:
+            started = time.perf_counter()
             _SYNC(self._fd)
+            took = time.perf_counter() - started
+            average = self._sync_seconds
+            self._sync_seconds = took if average is None else average + _SYNC_WEIGHT * (took - average)
         self._size, self._seq, self._last_hash = size, seq, last_hash
 
-    def _abandon(self, waiters: Sequence[_Waiter], exc: BaseException) -> None:
+    def _requeue(self, waiters: list[_Waiter]) -> None:
+        """A commit was interrupted: cut its records off the file again and put them back at the
+        head of the queue, in order, for the writer thread (or `close`) to commit."""
+        self._abandon([], None)
+        for waiter in waiters:
+            waiter.record = None
+        with self._lock:
+            self._pending[:0] = waiters
+
+    def _abandon(self, waiters: Sequence[_Waiter], exc: BaseException | None) -> None:
         """These records are not in the log: cut their lines off the file again and fail them.
 
         The chain state was only advanced up to durable records, so the file is cut back to
@@ -440,7 +480,7 @@ class AuditLog:
         what the file really ends with (a file that cannot be cut keeps failing: closed).
         """
         for waiter in waiters:
-            if waiter.error is None:
+            if waiter.error is None and exc is not None:
                 waiter.record = None
                 waiter.error = exc
         fd, self._fd = self._fd, None

@@ -315,11 +315,13 @@ class RequestSpan:
         return self._after_audit(record)
 
     async def audit_async(self, log: AuditLog) -> dict[str, Any] | None:
-        """`audit` without blocking the event loop: the record joins the log's next group commit
+        """`audit` for the event loop: the record joins the log's next group commit, or, when
+        this is the only request in flight and the disk is fast, is committed on the loop
         (`AuditLog.append_async`); returns once it is durable (strict log)."""
         entry = self._before_audit()
         try:
-            record = await log.append_async(entry)
+            # Alone: no other request is being handled, so nothing else waits on this loop.
+            record = await log.append_async(entry, alone=self._telemetry.open_requests <= 1)
         except AuditWriteError:
             self._audit_failed()
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -44,6 +45,8 @@ class Telemetry:
         self.metrics = Metrics(providers.meter_provider.get_meter(SCOPE, __version__),
                                enabled=providers.exports_metrics)
         self.logger = providers.logger_provider.get_logger(SCOPE, __version__)
+        self._open_requests = 0  # request spans open right now (`open_requests`)
+        self._open_lock = threading.Lock()
         # With no span exporter, request spans are made by `_unexported_span` from this tracer.
         self._unexported_tracer = (
             self.tracer if not providers.exports_spans and isinstance(self.tracer, SdkTracer) else None
@@ -103,19 +106,30 @@ class Telemetry:
                                                   protocol_version, session_id, transport),
                 record_exception=False, set_status_on_exception=False,
             )
-        with span_cm as span:
-            req = RequestSpan(self, span, method, target, None if request_id is None else str(request_id),
-                              session_id)
-            try:
-                yield req
-            except BaseException as exc:
-                if req.error_type is None:
-                    req.set_error(type(exc).__qualname__)
-                raise
-            finally:
-                if req.outcome.decision is not None and req.audit_record is None:
-                    log.debug("%s finished with a decision but no audit record", name)
-                req._finish()
+        with self._open_lock:
+            self._open_requests += 1
+        try:
+            with span_cm as span:
+                req = RequestSpan(self, span, method, target,
+                                  None if request_id is None else str(request_id), session_id)
+                try:
+                    yield req
+                except BaseException as exc:
+                    if req.error_type is None:
+                        req.set_error(type(exc).__qualname__)
+                    raise
+                finally:
+                    if req.outcome.decision is not None and req.audit_record is None:
+                        log.debug("%s finished with a decision but no audit record", name)
+                    req._finish()
+        finally:
+            with self._open_lock:
+                self._open_requests -= 1
+
+    @property
+    def open_requests(self) -> int:
+        """How many request spans are open right now (requests being handled)."""
+        return self._open_requests
 
     def _start_attributes(
         self, method: str, tool: str | None, prompt: str | None, resource_uri: str | None,

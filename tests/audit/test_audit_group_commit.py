@@ -50,14 +50,19 @@ class SyncProbe:
         self.go = threading.Event()
         self.go.set()
         self.fail_calls: set[int] = set()
+        self.interrupt_calls: set[int] = set()
+        self.threads: list[int] = []
 
     def __call__(self, fd: int) -> None:
         self.calls += 1
         number = self.calls
+        self.threads.append(threading.get_ident())
         self.entered.set()
         assert self.go.wait(30), "test never released the sync"
         if number in self.fail_calls:
             raise OSError(errno.EIO, "Input/output error")
+        if number in self.interrupt_calls:
+            raise KeyboardInterrupt  # what SIGTERM raises in the proxy's main thread
         REAL_SYNC(fd)
         self.synced_size = os.fstat(fd).st_size
 
@@ -504,3 +509,83 @@ def test_non_strict_async_append_writes_without_a_sync(audit_path: Path, probe: 
     assert probe.calls == 0
     log.close()
     assert verify_files([audit_path]).ok
+
+
+# -- a lone request on a fast disk commits on the event loop -----------------------------------------
+
+
+@pytest.mark.parametrize(("alone", "budget", "on_loop"), [(True, 10.0, True), (False, 10.0, False),
+                                                          (True, 0.0, False)])
+def test_a_lone_request_on_a_fast_disk_commits_on_the_loop(
+    audit_path: Path, probe: SyncProbe, monkeypatch: pytest.MonkeyPatch, alone: bool, budget: float,
+    on_loop: bool
+) -> None:
+    monkeypatch.setattr(audit_log_module, "INLINE_SYNC_BUDGET_S", budget)
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+
+    async def main() -> tuple[int, int]:
+        await log.append_async(entry(0))  # measures the first sync
+        record = await log.append_async(entry(1), alone=alone)
+        assert record is not None and record["seq"] == 2
+        return threading.get_ident(), probe.synced_size
+
+    loop_thread, synced = asyncio.run(main())
+    assert synced == audit_path.stat().st_size  # durable when it returned
+    log.close()
+    assert (probe.threads[1] == loop_thread) is on_loop
+    assert verify_files([audit_path]).ok
+
+
+def test_an_interrupted_commit_on_the_loop_leaves_its_record_to_the_writer(
+    audit_path: Path, probe: SyncProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_log_module, "INLINE_SYNC_BUDGET_S", 10.0)
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    probe.interrupt_calls = {2}
+
+    async def main() -> None:
+        await log.append_async(entry(0))
+        await log.append_async(entry(1), alone=True)  # SIGTERM arrives during its sync
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    log.close()  # what the proxy does on its way out
+    records = lines(audit_path)
+    assert [r["rows"] for r in records] == [0, 1]  # written once, after the interruption
+    assert verify_files([audit_path]).ok
+
+
+def test_the_request_span_commits_on_the_loop_only_when_it_is_the_only_request(
+    audit_path: Path, probe: SyncProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgwarden.proxy.telemetry import Telemetry, TelemetryConfig
+
+    monkeypatch.setattr(audit_log_module, "INLINE_SYNC_BUDGET_S", 10.0)
+    telemetry = Telemetry.from_config(TelemetryConfig())
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    log.append(entry(0))  # measures the first sync
+
+    async def one(hold: asyncio.Event | None = None) -> None:
+        with telemetry.request_span(method="tools/call", tool="query") as req:
+            req.record_decision(decision="allow")
+            if hold is not None:
+                await hold.wait()
+            await req.audit_async(log)
+
+    async def main() -> int:
+        await one()  # alone
+        hold = asyncio.Event()
+        other = asyncio.ensure_future(one(hold))  # a second request is open meanwhile
+        await asyncio.sleep(0)
+        assert telemetry.open_requests == 1
+        await one()
+        hold.set()
+        await other
+        assert telemetry.open_requests == 0
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    log.close()
+    assert probe.threads[1] == loop_thread  # the lone request
+    assert probe.threads[2] != loop_thread  # with another request open: the writer thread
+    assert [r["seq"] for r in lines(audit_path)] == [1, 2, 3, 4]
