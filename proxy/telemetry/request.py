@@ -72,8 +72,8 @@ class RequestSpan:
         # none configured, `record_decision` skips building them on the span.
         self._exported = telemetry.providers.exports_spans
         ctx = span.get_span_context()
-        self.trace_id = trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
-        self.span_id = trace.format_span_id(ctx.span_id) if ctx.is_valid else None
+        self.trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+        self.span_id = f"{ctx.span_id:016x}" if ctx.is_valid else None
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -330,9 +330,11 @@ class RequestSpan:
     # -- end ----------------------------------------------------------------------------------
 
     def _finish(self) -> None:
+        m = self._telemetry.metrics
+        if not m.enabled:
+            return
         o = self.outcome
         guard = sum(s for name, s in o.stage_seconds.items() if name in A.GUARD_STAGES)
-        m = self._telemetry.metrics
         if o.decision is not None:
             m.decision(o.decision, o.reason_code, self.method, self.tool)
             if guard:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
@@ -97,8 +98,8 @@ class Telemetry:
         name = f"{method} {target}" if target else method
         parent = extract_context(parent_meta, http_headers)
         if self._unexported_tracer is not None:
-            span_cm: AbstractContextManager[Span] = self._unexported_span(
-                self._unexported_tracer, name, parent)
+            span_cm: AbstractContextManager[Span] = _Current(
+                _unexported_span(self._unexported_tracer, name, parent), parent)
         else:
             span_cm = self.tracer.start_as_current_span(
                 name, context=parent, kind=SpanKind.SERVER,
@@ -157,35 +158,6 @@ class Telemetry:
             attrs[A.INSTANCE_ID] = self.config.instance_id
         return attrs
 
-    @staticmethod
-    @contextmanager
-    def _unexported_span(tracer: SdkTracer, name: str, parent: Context | None) -> Iterator[Span]:
-        """The request span when no exporter could ever receive it: only its identity.
-
-        The same trace id, span id, sampling flags and trace state as the SDK would give the
-        span (from the tracer's id generator and sampler, the client's context as parent), made
-        current so child stages and the upstream's `traceparent` descend from it, and written
-        to the audit record; but no recording span, attributes, events or processors.
-        """
-        parent_context = trace.get_current_span(parent).get_span_context()
-        if parent_context.is_valid:
-            trace_id = parent_context.trace_id
-            random_trace_id = getattr(parent_context.trace_flags, "random_trace_id", False)
-        else:
-            trace_id = tracer.id_generator.generate_trace_id()
-            random_trace_id = tracer.id_generator.is_trace_id_random()
-        sampling = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
-        flags = TraceFlags.SAMPLED if sampling.decision.is_sampled() else TraceFlags.DEFAULT
-        if random_trace_id:
-            flags |= getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
-        span = NonRecordingSpan(SpanContext(trace_id, tracer.id_generator.generate_span_id(), is_remote=False,
-                                            trace_flags=TraceFlags(flags), trace_state=sampling.trace_state))
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        try:
-            yield span
-        finally:
-            otel_context.detach(token)
-
     def emit_audit_record(self, record: Mapping[str, Any], span: Span | None = None) -> None:
         """Emit an audit record as an OpenTelemetry log record (event `pgwarden.audit`); nothing
         when no log exporter is configured (no one could receive it)."""
@@ -217,3 +189,44 @@ class Telemetry:
     def shutdown(self) -> None:
         self.providers.shutdown()
 
+
+def _unexported_span(tracer: SdkTracer, name: str, parent: Context | None) -> Span:
+    """The request span when no exporter could ever receive it: only its identity.
+
+    The same trace id, span id, sampling flags and trace state as the SDK would give the span
+    (from the tracer's id generator and sampler, the client's context as parent), but no
+    recording span, attributes, events or processors.
+    """
+    parent_context = trace.get_current_span(parent).get_span_context()
+    if parent_context.is_valid:
+        trace_id = parent_context.trace_id
+        random_trace_id = getattr(parent_context.trace_flags, "random_trace_id", False)
+    else:
+        trace_id = tracer.id_generator.generate_trace_id()
+        random_trace_id = tracer.id_generator.is_trace_id_random()
+    sampling = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
+    flags = TraceFlags.SAMPLED if sampling.decision.is_sampled() else TraceFlags.DEFAULT
+    if random_trace_id:
+        flags |= getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+    return NonRecordingSpan(SpanContext(trace_id, tracer.id_generator.generate_span_id(), is_remote=False,
+                                        trace_flags=TraceFlags(flags), trace_state=sampling.trace_state))
+
+
+class _Current:
+    """Makes `span` the current span (child of `parent`) inside the block, like `use_span`
+    without ending anything: stages and the upstream's `traceparent` descend from it."""
+
+    __slots__ = ("_parent", "_span", "_token")
+
+    def __init__(self, span: Span, parent: Context | None) -> None:
+        self._span = span
+        self._parent = parent
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span, self._parent))
+        return self._span
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
