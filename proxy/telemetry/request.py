@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,27 @@ def _tuple(values: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(str(v) for v in values) if values else ()
 
 
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)  # reusable: holds no state
+
+
+class _StageTimer:
+    """Times one stage for the metrics, without a span."""
+
+    __slots__ = ("_name", "_request", "_start")
+
+    def __init__(self, request: RequestSpan, name: str) -> None:
+        self._request = request
+        self._name = name
+        self._start = 0.0
+
+    def __enter__(self) -> Span:
+        self._start = time.perf_counter()
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        self._request._stage_done(self._name, self._start)
+
+
 class RequestSpan:
     """Handle on the span of one MCP request. Not shared between requests; not thread-safe."""
 
@@ -77,21 +98,23 @@ class RequestSpan:
 
     # -- structure ---------------------------------------------------------------------------
 
-    @contextmanager
-    def child(self, name: str, **attributes: str | int | bool) -> Iterator[Span]:
+    def child(self, name: str, **attributes: str | int | bool) -> AbstractContextManager[Span]:
         """A child span for one pipeline stage (`pgwarden.analyse`, `.decide`, `.rewrite`, `.upstream`).
 
         An exception leaving the stage marks the child with `error.type` (its class name only:
-        exception messages may quote SQL) and propagates.
+        exception messages may quote SQL) and propagates. With no span exporter no child span
+        is built (nobody could see it), and with no metric reader either the stage is not
+        timed (only metrics use the timings).
         """
+        if self._exported:
+            return self._child_span(name, attributes)
+        if self._telemetry.metrics.enabled:
+            return _StageTimer(self, name)
+        return _NO_SPAN
+
+    @contextmanager
+    def _child_span(self, name: str, attributes: dict[str, str | int | bool]) -> Iterator[Span]:
         start = time.perf_counter()
-        if not self._telemetry.providers.exports_spans:
-            # Nothing exports spans: skip building one nobody can see; the stage is still timed.
-            try:
-                yield trace.INVALID_SPAN
-            finally:
-                self._stage_done(name, start)
-            return
         kind = SpanKind.CLIENT if name == A.SPAN_UPSTREAM else SpanKind.INTERNAL
         with self._telemetry.tracer.start_as_current_span(
             name, kind=kind, attributes=attributes or None, record_exception=False,
