@@ -3,7 +3,9 @@
 It runs as the only middleware of the front `Server` (see `server.py`), so it sees each
 request as raw params before the SDK validates or serialises anything, and answers with raw
 dicts. The SDK keeps what it is good at: framing, the handshake (`initialize`,
-`server/discover`), cancellation and progress plumbing, Streamable HTTP sessions.
+`server/discover`), cancellation and progress plumbing, Streamable HTTP sessions. On stdio,
+once the handshake is done, the fast path (`fast.py`) calls `Relay.route` directly with a
+`Call` it builds from the parsed line; both ways meet in `route`.
 
 Routing, written down once:
 
