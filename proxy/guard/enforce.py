@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 import threading
 from collections.abc import Mapping
 from functools import lru_cache
@@ -175,12 +176,40 @@ def view_template(relation: str, masks: Mapping[str, Mask], filters: tuple[RowFi
         return secure_view(relation, masks, filters, catalog, allowed)
 
 
+_SPLICE_NONCE = secrets.token_hex(6)
+
+
+def _view_placeholder(index: int) -> str:
+    """A table name standing for a secure view in the tree until the SQL text is generated."""
+    return f"pgwarden_view_{_SPLICE_NONCE}_{index}"
+
+
+def _view_sql(view: exp.Subquery, only: bool) -> str:
+    """The SQL of a secure-view template, parenthesised; generated once per (shared) template."""
+    key = "pgwarden_sql_only" if only else "pgwarden_sql"
+    known = view.meta.get(key)
+    if not isinstance(known, str):
+        copy = view.copy()
+        if only:
+            copy.this.args["from_"].this.set("only", True)
+        known = view.meta[key] = generate(copy)
+    return known
+
+
 def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations, catalog: Catalog,
-                 allowed: frozenset[str]) -> tuple[list[str], list[str]]:
-    """Substitute secure views and pin the other relations; return masked and filtered columns."""
+                 allowed: frozenset[str]) -> tuple[list[str], list[str], dict[str, str]]:
+    """Substitute secure views and pin the other relations; return masked and filtered columns,
+    and the SQL of each secure view by the placeholder table name that stands for it in `tree`.
+
+    A secure view's SQL depends only on the relation, the obligations and the catalog, so it is
+    generated once (`_view_sql`) and spliced into the statement's SQL by `splice_views`; the
+    statement's tree carries a placeholder name in its place (no copy of the view's tree, no
+    generation of it per call). The spliced SQL is what `revalidate` checks.
+    """
     masked: set[str] = set()
     filtered: set[str] = set()
     views: dict[str, exp.Subquery] = {}
+    spliced: dict[str, str] = {}
     for table, relation in tables_in_copy(tree, stmt.table_positions):
         masks = obligations.masks.get(relation) or {}
         filters = obligations.row_filters.get(relation) or ()
@@ -188,22 +217,29 @@ def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations
             view = views.get(relation)
             if view is None:
                 view = views[relation] = view_template(relation, masks, filters, catalog, allowed)
-            only = bool(table.args.get("only"))
-            aliased = view.copy()
             alias = table.args.get("alias")
             if not isinstance(alias, exp.TableAlias):
                 alias = exp.TableAlias(this=_ident(norm(table.this)))
-            aliased.set("alias", alias)
-            if only:
-                aliased.this.args["from_"].this.set("only", True)
-            table.replace(aliased)
+            placeholder = _view_placeholder(len(spliced))
+            spliced[placeholder] = _view_sql(view, bool(table.args.get("only")))
+            table.replace(exp.Table(this=exp.Identifier(this=placeholder, quoted=False), alias=alias))
             masked.update(f"{relation}.{c}" for c in masks)
             filtered.update(f"{relation}.{f.column}" for f in filters)
         else:
             schema, name = split_relation(relation)
             table.set("this", _ident(name))
             table.set("db", _ident(schema))
-    return sorted(masked), sorted(filtered)
+    return sorted(masked), sorted(filtered), spliced
+
+
+def splice_views(sql: str, spliced: dict[str, str]) -> str:
+    """`sql` with each placeholder table name replaced by its secure view's SQL."""
+    for placeholder, view_sql in spliced.items():
+        if sql.count(placeholder) != 1:  # the generator must have written each exactly once
+            raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the rewritten statement failed re-validation",
+                              detail={"check": "secure view placement"})
+        sql = sql.replace(placeholder, view_sql)
+    return sql
 
 
 def _literal_int(node: exp.Expression | None) -> int | None:
@@ -270,10 +306,10 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
     catalog = catalog if catalog is not None else Catalog()
     tree = stmt.tree.copy()
     try:
-        masked, filtered = secure_views(tree, stmt, obligations, catalog, allowed)
+        masked, filtered, spliced = secure_views(tree, stmt, obligations, catalog, allowed)
         if obligations.row_cap is not None:
             tree = cap_rows(tree, obligations.row_cap)
-        sql = generate(tree)
+        sql = splice_views(generate(tree), spliced)
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     revalidate(sql, stmt, allowed, obligations.row_cap)
@@ -286,7 +322,6 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
         row_filters_applied=tuple(filtered),
         row_cap=obligations.row_cap,
         relations=stmt.analysis.relations,
-        tree=tree,
     )
 
 

@@ -140,7 +140,3 @@ class Rewrite:
     row_filters_applied: tuple[str, ...]         # "schema.table.column"
     row_cap: int | None
     relations: tuple[str, ...]
-    # The sqlglot tree `sql` was generated from. The guard never touches it again, so the caller
-    # may consume it (the pipeline redacts literals for the audit record from it, in place,
-    # instead of parsing `sql` once more). Not part of equality or repr.
-    tree: Any = field(default=None, compare=False, repr=False)

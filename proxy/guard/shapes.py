@@ -33,7 +33,7 @@ import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import parser as pgparser
@@ -267,7 +267,7 @@ def _learn_template(
         holes.append(index)
         position = end
     segments.append(sentinel_rewrite.sql[position:])
-    template = Template(segments=tuple(segments), holes=tuple(holes), rewrite=replace(rewrite, tree=None))
+    template = Template(segments=tuple(segments), holes=tuple(holes), rewrite=rewrite)
     if template.fill(scanned.constants) != rewrite.sql:
         return frozenset()
     return template

@@ -124,6 +124,7 @@ class GuardedGate:
         self._statements: OrderedDict[tuple[str, tuple[str, ...]], tuple[Statement, RedactedSQL]]
         self._statements = OrderedDict()
         self.shapes: ShapeCache | None = None if os.environ.get(SHAPE_CACHE_ENV) == "off" else ShapeCache()
+        self.template_fills = 0  # statements served from a learned shape's template (a counter)
 
     def statement(self, sql: str, search_path: tuple[str, ...],
                   scanned: Scanned | None = None) -> tuple[Statement, RedactedSQL]:
@@ -172,6 +173,7 @@ class GuardedGate:
             template = self.shapes.template(shape, obligations)
             if template is not None:
                 sql = template.checked_fill(scanned.constants)
+                self.template_fills += 1
                 # Constants are all placeholders in the redaction: it is the same for every fill.
                 known = template.memo.get("redacted")
                 if not isinstance(known, RedactedSQL):
