@@ -28,6 +28,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -62,10 +63,13 @@ class StdioFastPath:
         self._relay = relay
         self._principal = principal
         self._emit = emit
-        self._inflight: dict[str | int, anyio.CancelScope] = {}
-        # Plain event-loop tasks (a task group's spawn costs several times more per request);
-        # `aclose` cancels and awaits them, as leaving a task group would.
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: dict[str | int, _InFlight] = {}  # by request id, for the client's cancels
+        # Plain event-loop tasks (a task group's spawn costs several times more per request).
+        # They are only ever cancelled through their anyio scope, so the gate's shielded work
+        # (the audit write) stays shielded; `aclose` cancels and awaits them, as leaving a
+        # task group would.
+        self._tasks: dict[asyncio.Task[None], _InFlight] = {}
+        self._closing = False
 
     def take(self, body: Any) -> bool:
         """Serve `body` (a parsed line) here and return True, or return False for the SDK."""
@@ -101,24 +105,30 @@ class StdioFastPath:
             principal=self._principal,
             progress=self._progress_sender(params),
         )
-        task = asyncio.get_running_loop().create_task(self._serve(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        state = _InFlight(anyio.CancelScope())
+        self._inflight[coerce_request_id(rid)] = state  # a duplicate id replaces the older one (as the SDK)
+        task = asyncio.get_running_loop().create_task(self._serve(call, state))
+        self._tasks[task] = state
+        task.add_done_callback(self._tasks.pop)
+        if self._closing:
+            state.scope.cancel()
         return True
 
     async def aclose(self) -> None:
         """Cancel what is in flight (each answers CONNECTION_CLOSED) and wait for it, bounded."""
+        self._closing = True
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
+        for state in self._tasks.values():
+            state.scope.cancel()
         if tasks:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(tasks, timeout=_SHUTDOWN_WAIT_S)
 
     def _peer_cancelled(self, params: Any) -> None:
         rid = params.get("requestId") if isinstance(params, dict) else None
-        if (type(rid) is int or type(rid) is str) and (scope := self._inflight.get(coerce_request_id(rid))):
-            scope.cancel()
+        if (type(rid) is int or type(rid) is str) and (state := self._inflight.get(coerce_request_id(rid))):
+            state.peer_cancelled = True
+            state.scope.cancel()
 
     def _progress_sender(self, params: dict[str, Any] | None) -> ProgressSender | None:
         token = progress_token_from_params(params)
@@ -137,15 +147,13 @@ class StdioFastPath:
 
         return send
 
-    async def _serve(self, call: Call) -> None:
+    async def _serve(self, call: Call, state: _InFlight) -> None:
         rid = call.request_id
         assert rid is not None
         key = coerce_request_id(rid)
-        scope = anyio.CancelScope()
-        self._inflight[key] = scope  # a duplicate id replaces the older entry, as in the SDK
         answer: dict[str, Any] | None = None
         try:
-            with scope:
+            with state.scope:
                 try:
                     answer = {"jsonrpc": "2.0", "id": rid, "result": await self._relay.route(call)}
                 except MCPError as exc:
@@ -153,17 +161,25 @@ class StdioFastPath:
                 except Exception:
                     logger.exception("the relay failed on %s", call.method)
                     answer = _error(rid, {"code": INTERNAL_ERROR, "message": "Internal error"})
-        except anyio.get_cancelled_exc_class():
-            # The proxy is shutting down: answer so the client is not left waiting.
-            with anyio.move_on_after(_SHUTDOWN_WRITE_TIMEOUT_S, shield=True):
-                closed = {"code": CONNECTION_CLOSED, "message": "Connection closed"}
-                await _quietly(self._emit, encode(_error(rid, closed)))
-            raise
         finally:
-            if self._inflight.get(key) is scope:
+            if self._inflight.get(key) is state:
                 del self._inflight[key]
-        if answer is not None and not scope.cancel_called:  # a cancelled request is never answered
-            await _quietly(self._emit, encode(answer))
+        if state.peer_cancelled:
+            return  # a request the client cancelled is never answered
+        if answer is None:
+            # Cancelled, not by the client: the proxy is shutting down. Answer so the client
+            # is not left waiting.
+            answer = _error(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
+            with anyio.move_on_after(_SHUTDOWN_WRITE_TIMEOUT_S, shield=True):
+                await _quietly(self._emit, encode(answer))
+            return
+        await _quietly(self._emit, encode(answer))
+
+
+@dataclass(slots=True)
+class _InFlight:
+    scope: anyio.CancelScope
+    peer_cancelled: bool = False
 
 
 def _error(rid: str | int, error: dict[str, Any]) -> dict[str, Any]:

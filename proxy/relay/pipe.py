@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -147,17 +146,23 @@ class PipeLink:
         if out_params:
             envelope["params"] = out_params
         data = _encode(envelope)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiters[request_id] = _Waiter(future, on_progress)
+        # A timer on the future, not a cancel scope: the one await that can take long is the
+        # answer (a write waits only while the upstream leaves a full pipe unread).
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _expire, future)
         written = False
         try:
-            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s):
-                try:
-                    written = True
-                    await self.write(data)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    raise MCPError(code=CONNECTION_CLOSED, message="Connection closed") from None
+            try:
+                written = True
+                await self.write(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise MCPError(code=CONNECTION_CLOSED, message="Connection closed") from None
+            try:
                 return await future
+            except _Expired:
+                pass
             # timed out: tell the upstream to stop (the SDK's courtesy cancel), then report it
             await self._cancel(request_id, f"timed out after {timeout_s}s", shield=False)
             raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
@@ -166,7 +171,11 @@ class PipeLink:
                 await self._cancel(request_id, "caller cancelled", shield=True)
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._waiters.pop(request_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: an outcome nobody awaited is not an error to log
 
     async def _cancel(self, request_id: int, reason: str, *, shield: bool) -> None:
         line = _encode(
@@ -274,6 +283,15 @@ class PipeLink:
             if not waiter.future.done():
                 waiter.future.set_exception(MCPError(code=CONNECTION_CLOSED, message="Connection closed"))
         self._to_sdk.close()
+
+
+class _Expired(Exception):
+    """The per-call timeout elapsed before the answer (set on the waiting future)."""
+
+
+def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
 
 
 def _raw_id(value: Any) -> int | None:

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from mcp_types import INTERNAL_ERROR
-from proxy_helpers import RELAY_PROCESS, TEST_UPSTREAM, child_env
+from proxy_helpers import (
+    ANALYST,
+    PGWARDEN,
+    RELAY_PROCESS,
+    TEST_UPSTREAM,
+    child_env,
+    pgwarden_server_command,
+    proxy_args,
+)
 
 from pgwarden.proxy.relay.pipe import RAW_ID_BASE, _error_of, _raw_id
 
@@ -269,3 +277,45 @@ def test_a_misbehaving_upstream_gets_errors_not_hangs() -> None:
         assert client.call(3, "garbage_first", "g") == "g"
         assert client.call(4, "split", "ü" * 50) == "ü" * 50
         assert client.echo(5, "still serving") == "still serving"
+
+
+SLOW_SQL = "SELECT count(*) FROM orders a CROSS JOIN orders b CROSS JOIN tenants t"  # seconds of work
+QUICK_SQL = "SELECT id FROM products ORDER BY id LIMIT 1"
+
+
+def test_real_gate_audits_each_fast_path_call_once_even_cancelled_or_cut_off(
+    reader_dsn: str, tmp_path: Path
+) -> None:
+    """`pgwarden proxy` with its real gate: a call the client cancels, a normal call, and a call
+    in flight when the client hangs up each leave exactly one audit record."""
+    audit = tmp_path / "audit.jsonl"
+    args = proxy_args(pgwarden_server_command(reader_dsn), ANALYST, audit=audit, catalog_dsn=reader_dsn)
+    process = subprocess.Popen(
+        [PGWARDEN, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    client = RawClient(process)
+    try:
+        client.handshake()
+        query = {"name": "query", "arguments": {"sql": SLOW_SQL}}
+        client.send({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": query})
+        time.sleep(0.3)
+        client.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow"}})
+        quick = client.request(2, "tools/call", {"name": "query", "arguments": {"sql": QUICK_SQL}})
+        assert quick["result"]["structuredContent"]["rows"] == [[1]], quick
+        client.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": query})
+        time.sleep(0.3)
+        client.close_input()
+        cut_off = client.read()
+        assert cut_off["id"] == 3 and cut_off["error"]["code"] == -32000, cut_off
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert sorted(r["request_id"] for r in records) == ["2", "3", "slow"], records
+    assert all(r["tool"] == "query" and r["principal"] == "ann" for r in records)
