@@ -15,7 +15,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from guard_support import ANALYST, DEMO_CATALOG, FIXTURES, PERMISSIVE, queries
-from pglast import parser as pgparser
+from shape_variants import value_variant
 
 from pgwarden.proxy.guard import (
     Catalog,
@@ -28,7 +28,7 @@ from pgwarden.proxy.guard import (
 )
 from pgwarden.proxy.guard.enforce import allowed_functions, revalidate
 from pgwarden.proxy.guard.shapes import ShapeCache, obligations_key
-from pgwarden.proxy.guard.tokens import Constant, Scanned, scan_sql
+from pgwarden.proxy.guard.tokens import Scanned, scan_sql
 
 CORPUS = queries(FIXTURES / "analytics.sql")
 CONTEXT = (("public",), "test-catalog", 1)
@@ -40,35 +40,8 @@ def scanned(sql: str) -> Scanned:
     return found
 
 
-def changed(c: Constant, k: int) -> str:
-    if c.kind == "string":
-        return c.text[:-1] + f"v{k}'"
-    if c.kind in ("integer", "bigint"):
-        return str(int(c.text) + k)
-    return f"{c.text}{k}"
-
-
-def splice(sql: str, replacements: dict[int, str]) -> str:
-    scan, out, position = scanned(sql), [], 0
-    for index, c in enumerate(scan.constants):
-        out.append(sql[position:c.start])
-        out.append(replacements.get(index, c.text))
-        position = c.end
-    out.append(sql[position:])
-    return "".join(out)
-
-
 def variant(sql: str, k: int) -> str:
-    """`sql` with every constant changed that Postgres's normalisation treats as a value (not a
-    pinned one, and not a column position or a type modifier, which are structure)."""
-    scan = scanned(sql)
-    normalized = pgparser.normalize(sql)
-    values = {
-        i: changed(c, k)
-        for i, c in enumerate(scan.constants)
-        if not c.pinned and pgparser.normalize(splice(sql, {i: changed(c, k)})) == normalized
-    }
-    return splice(sql, values)
+    return value_variant(sql, k)
 
 
 def learn(cache: ShapeCache, sql: str, obligations: Obligations, catalog: Catalog = DEMO_CATALOG,

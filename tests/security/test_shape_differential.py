@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from attack_cases import CASES, Case
-from pglast import parser as pgparser
 from security_harness import POLICIES, PRINCIPALS
+from shape_variants import value_variant
 
 from pgwarden.proxy.auth import principal_from_mapping
 from pgwarden.proxy.guard import Catalog
-from pgwarden.proxy.guard.tokens import Constant, scan_sql
 from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Denied, Verdict
 from pgwarden.proxy.pipeline.guarded import SHAPE_CACHE_ENV, GuardedGate
 from pgwarden.proxy.policy import load_policy
@@ -29,44 +28,8 @@ from pgwarden.proxy.toolmaps.presets import PRESETS
 SQL_CASES = [c for c in CASES if c.sql is not None and c.method == "tools/call" and c.tool == "query"]
 
 
-def _changed(constant: Constant, k: int) -> str:
-    if constant.kind == "string":
-        return constant.text[:-1] + f"v{k}'"
-    if constant.kind in ("integer", "bigint"):
-        return str(int(constant.text) + k)
-    return f"{constant.text}{k}"
-
-
-def _splice(sql: str, constants: tuple[Constant, ...], replacements: dict[int, str]) -> str:
-    out, position = [], 0
-    for index, constant in enumerate(constants):
-        out.append(sql[position:constant.start])
-        out.append(replacements.get(index, constant.text))
-        position = constant.end
-    out.append(sql[position:])
-    return "".join(out)
-
-
 def variant(sql: str, k: int) -> str:
-    """`sql` with its value constants (as Postgres's normalisation sees them) changed."""
-    scanned = scan_sql(sql)
-    if scanned is None or len(sql) > 8192:
-        return sql
-    try:
-        normalized = pgparser.normalize(sql)
-    except pgparser.ParseError:
-        return sql
-    values = {}
-    for index, constant in enumerate(scanned.constants):
-        if constant.pinned:
-            continue
-        candidate = _changed(constant, k)
-        try:
-            if pgparser.normalize(_splice(sql, scanned.constants, {index: candidate})) == normalized:
-                values[index] = candidate
-        except pgparser.ParseError:
-            continue
-    return _splice(sql, scanned.constants, values)
+    return sql if len(sql) > 8192 else value_variant(sql, k)
 
 
 @pytest.fixture(scope="module")
