@@ -171,20 +171,6 @@ def new_gate(parts: dict[str, Any], *, learn: bool = True) -> Any:
     return gate
 
 
-class ShapeHits:
-    """Counts the calls a gate served from a learned shape's template.
-
-    The gate counts the statements it filled into a learned template (`template_fills`).
-    """
-
-    def __init__(self, gate: Any) -> None:
-        self.gate = gate
-
-    @property
-    def hits(self) -> int:
-        return int(self.gate.template_fills)
-
-
 # -- statements with other constants --------------------------------------------------------------
 
 _DATE = re.compile(r"'(\d{4}-\d{2}-\d{2})(.*)'\Z", re.S)
@@ -339,14 +325,13 @@ def measure(rounds: int, *, learned_passes: int = LEARNED_PASSES) -> dict[str, A
         n = 0
         for r in range(rounds):
             gates = {"on": new_gate(parts), "off": new_gate(parts, learn=False)}
-            counters = {name: ShapeHits(gate) for name, gate in gates.items()}
             for p in range(passes):
                 statements = corpus if p == 0 else variants[1 + r * (passes - 1) + p - 1]
                 on_mode = "new" if p == 0 else "learning" if p == 1 else "learned"
                 for sql, original in zip(statements, corpus, strict=True):
                     for name in ("on", "off") if r % 2 == 0 else ("off", "on"):
                         mode = on_mode if name == "on" else "off" if p >= 2 else None
-                        before = counters[name].hits
+                        before = gates[name].template_fills
                         n += 1
                         c0, t0 = time.thread_time(), time.perf_counter()
                         ok = one_call(gates[name], principal, sql, n)
@@ -356,7 +341,7 @@ def measure(rounds: int, *, learned_passes: int = LEARNED_PASSES) -> dict[str, A
                         wall[mode].append((t1 - t0) * 1e6)
                         cpu[mode].append((c1 - c0) * 1e6)
                         allowed[mode] += ok
-                        hits[mode] += counters[name].hits - before
+                        hits[mode] += gates[name].template_fills - before
                         if sql != original:
                             varied_cpu[mode].append((c1 - c0) * 1e6)
                 if p == 1:
@@ -395,13 +380,12 @@ def shape_coverage(statements: Sequence[str], policy: str = "simple") -> dict[st
     parts = build_parts(policy, directory / "coverage.jsonl")
     try:
         gate = new_gate(parts)
-        counter = ShapeHits(gate)
         served: list[bool] = []
         allowed = 0
         for i, sql in enumerate(statements):
-            before = counter.hits
+            before = gate.template_fills
             allowed += one_call(gate, principal, sql, i)
-            served.append(counter.hits > before)
+            served.append(gate.template_fills > before)
     finally:
         parts["audit"].close()
         for path in directory.iterdir():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pglast import parser as pgparser
@@ -50,14 +50,13 @@ class RedactedSQL:
     text: str | None
     length: int
     sha256: str | None = None
-    shape: str | None = field(default=None, compare=False, repr=False)  # what `fingerprint` hashes
 
     @property
     def fingerprint(self) -> str | None:
+        """Case-insensitive (keywords and unquoted names fold): the same shape, the same value."""
         if self.text is None:
             return None
-        basis = self.shape if self.shape is not None else self.text
-        return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+        return hashlib.sha256(self.text.casefold().encode("utf-8")).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "length": self.length}
@@ -111,7 +110,7 @@ def redact_scanned(scanned: Scanned) -> RedactedSQL:
     text = scanned.rebuilt(_placeholder)
     if not text or _leaks_a_constant(scanned, text):
         return _unredactable(sql)
-    return RedactedSQL(text=text, length=len(sql), shape=text.casefold())
+    return RedactedSQL(text=text, length=len(sql))
 
 
 _PARAMETER = re.compile(r"\$[0-9]+")
