@@ -105,10 +105,12 @@ _SYNC: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 """Makes appended data durable. `fdatasync` also writes the file size (needed to read the data
 back), so for an append-only file it is as durable as `fsync`, minus the timestamps."""
 
-INLINE_SYNC_BUDGET_S = 0.0005
+INLINE_SYNC_BUDGET_S = 0.002
 """`append_async(alone=True)` commits on the event loop itself while syncs take less than this
-(moving average): cheaper than two thread hand-offs, and no longer than ordinary work on the
-loop. A slower disk sends every record to the writer thread until syncs are fast again."""
+(moving average): cheaper than two thread hand-offs (each a wake-up of another thread, which a
+virtual machine makes slow), and the loop has no other request to serve meanwhile; a statement
+of a new shape keeps the loop as long. A slower disk sends every record to the writer thread
+until syncs are fast again."""
 _SYNC_WEIGHT = 0.25  # weight of the newest sync in the moving average
 
 _second_text: tuple[int, str] = (-1, "")  # one tuple, replaced whole: safe across threads
@@ -193,7 +195,11 @@ class AuditLog:
         self.failures = 0
         # Guards the queue and the committer role; the chain state below belongs to whoever
         # holds the role (`_committing`), which does its I/O without holding this lock.
-        self._lock = threading.Condition(threading.Lock())
+        mutex = threading.Lock()
+        self._lock = threading.Condition(mutex)
+        # The writer thread waits on a condition of its own (same lock), woken only when records
+        # are queued for it or the log stops: a commit on the caller's thread leaves it asleep.
+        self._work = threading.Condition(mutex)
         self._pending: list[_Waiter] = []
         self._committing = False
         self._stopping = False
@@ -325,7 +331,7 @@ class AuditLog:
             self._pending.append(waiter)
             if not self._committing:
                 self._start_writer_locked()
-                self._lock.notify_all()
+                self._work.notify()
         assert waiter.future is not None
         with anyio.CancelScope(shield=True):
             await waiter.future
@@ -366,9 +372,12 @@ class AuditLog:
     def _hand_back_locked(self) -> None:
         """Give up the committer role; records that queued meanwhile go to the writer thread."""
         self._committing = False
-        if self._pending and not self._stopping:
+        if self._stopping:
+            self._work.notify_all()  # a stopping writer waits for the role to exit
+        elif self._pending:
             self._start_writer_locked()
-        self._lock.notify_all()
+            self._work.notify()
+        self._lock.notify_all()  # `flush` and `close` wait for the role to be given back
 
     def _commit_as_caller(self) -> None:
         """The caller holds the committer role: commit what is queued (its own record among it)."""
@@ -386,7 +395,7 @@ class AuditLog:
                 while self._committing or not self._pending:
                     if self._stopping and not self._committing and not self._pending:
                         return
-                    self._lock.wait()
+                    self._work.wait()
                 self._committing = True
                 batch, self._pending = self._pending, []
             try:
@@ -501,6 +510,7 @@ class AuditLog:
             while self._committing or self._pending:
                 if not self._committing:
                     self._start_writer_locked()
+                    self._work.notify()
                 self._lock.wait()
 
     def close(self) -> None:
@@ -510,6 +520,7 @@ class AuditLog:
         """
         with self._lock:
             self._stopping = True
+            self._work.notify_all()
             self._lock.notify_all()
             writer = self._writer
         if writer is not None and writer is not threading.current_thread():

@@ -589,3 +589,33 @@ def test_the_request_span_commits_on_the_loop_only_when_it_is_the_only_request(
     assert probe.threads[1] == loop_thread  # the lone request
     assert probe.threads[2] != loop_thread  # with another request open: the writer thread
     assert [r["seq"] for r in lines(audit_path)] == [1, 2, 3, 4]
+
+
+def test_commits_on_the_loop_leave_the_writer_thread_asleep(
+    audit_path: Path, probe: SyncProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_log_module, "INLINE_SYNC_BUDGET_S", 10.0)
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    woken: list[str] = []
+
+    class CountingCondition(threading.Condition):
+        def wait(self, timeout: float | None = None) -> bool:
+            answer = super().wait(timeout)
+            woken.append(threading.current_thread().name)
+            return answer
+
+    log._work = CountingCondition(log._work._lock)  # type: ignore[attr-defined]
+
+    async def main() -> int:
+        await log.append_async(entry(0))  # not alone: starts the writer thread, which commits it
+        for n in range(1, 21):
+            await log.append_async(entry(n), alone=True)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert probe.threads[1:] == [loop_thread] * 20  # every lone record committed on the loop
+    assert woken == []  # ... and none of them woke the writer thread
+    log.close()  # still stops the sleeping writer
+    assert woken == ["pgwarden-audit-writer"]
+    assert [r["seq"] for r in lines(audit_path)] == list(range(1, 22))
+    assert verify_files([audit_path]).ok
