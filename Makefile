@@ -38,6 +38,7 @@ test: $(STAMP) $(NODE_STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check pgwarden/__init__.py pgwarden/cli.py proxy server tests bench
 	$(BIN)/mypy -p pgwarden
+	$(BIN)/mypy bench
 
 # The benchmark suite writes BENCHMARKS.md and bench/plots/*.png (ARGS=--quick: under 2 minutes).
 BENCH_STAMP := $(VENV)/.bench-installed
