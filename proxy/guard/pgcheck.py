@@ -89,24 +89,36 @@ class _Walker:
         self.facts = PgFacts()
 
     def node(self, node: Any, ctes: frozenset[str]) -> None:
+        """Walk any JSON value: a typed node (`{"Kind": body}`) is checked by `typed`; the
+        fields of an untyped object and the items of a list are walked. Scalars (strings,
+        numbers, locations) hold nothing to check and are skipped without a call."""
         if isinstance(node, list):
             for item in node:
-                self.node(item, ctes)
-            return
-        if not isinstance(node, dict):
-            return
+                if isinstance(item, dict):
+                    self.object(item, ctes)
+                elif isinstance(item, list):
+                    self.node(item, ctes)
+        elif isinstance(node, dict):
+            self.object(node, ctes)
+
+    def object(self, node: dict[str, Any], ctes: frozenset[str]) -> None:
         if len(node) == 1:
             key = next(iter(node))
             if key[:1].isupper():
                 self.typed(key, node[key], ctes)
                 return
         for key, value in node.items():
-            if key == "typeName":
-                self.type_name(value)
-            self.node(value, ctes)
+            if isinstance(value, dict):
+                if key == "typeName":
+                    self.type_name(value)
+                self.object(value, ctes)
+            elif isinstance(value, list):
+                self.node(value, ctes)
 
     def typed(self, kind: str, body: dict[str, Any], ctes: frozenset[str]) -> None:
-        if kind == "SelectStmt":
+        if kind in _PASS_THROUGH:  # the most common case first (no other branch takes these)
+            self.node(body, ctes)
+        elif kind == "SelectStmt":
             self.select(body, ctes)
         elif kind == "RangeVar":
             self.range_var(body, ctes)
@@ -133,8 +145,6 @@ class _Walker:
         elif kind == "GroupingFunc":
             self.facts.functions.add("grouping")
             self.node(body.get("args"), ctes)
-        elif kind in _PASS_THROUGH:
-            self.node(body, ctes)
         elif kind == "LockingClause":
             raise _deny(Reason.LOCKING, "locking clauses (FOR UPDATE/SHARE) are not allowed")
         elif kind == "IntoClause":
