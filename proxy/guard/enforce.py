@@ -210,7 +210,7 @@ def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations
     filtered: set[str] = set()
     views: dict[str, exp.Subquery] = {}
     spliced: dict[str, str] = {}
-    for table, relation in tables_in_copy(tree, stmt.table_positions):
+    for table, relation in tables_in_copy(tree, stmt.table_paths):
         masks = obligations.masks.get(relation) or {}
         filters = obligations.row_filters.get(relation) or ()
         if masks or filters:

@@ -13,20 +13,24 @@ Order of checks (each one fails closed):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
+from sqlglot.parser import Parser
+from sqlglot.tokens import Tokenizer
 
 from pgwarden.proxy.guard.catalog import Catalog
 from pgwarden.proxy.guard.model import Analysis, GuardDenied, Reason
 from pgwarden.proxy.guard.names import validate_search_path
 from pgwarden.proxy.guard.pgcheck import PgFacts, inspect, uses_unicode_escapes
-from pgwarden.proxy.guard.resolve import Resolution, resolve, table_positions
+from pgwarden.proxy.guard.resolve import Resolution, TablePath, resolve, table_paths
 
 MAX_SQL_LENGTH = 100_000
 _POSTGRES = Postgres()
+_READERS = threading.local()
 
 
 class _DropCommandFallbackWarning(logging.Filter):
@@ -56,11 +60,12 @@ class Statement:
     search_path: tuple[str, ...]
     facts: PgFacts
     resolution: Resolution
-    table_positions: tuple[tuple[int, str], ...]
+    table_paths: tuple[tuple[TablePath, str], ...]  # where each physical reference sits in `tree`
     known: Callable[[str], bool] | None = None
 
 
 _POSITION_KEYS = ("line", "col", "start", "end")  # sqlglot's token positions in `Expression.meta`
+_POSITIONS = frozenset(_POSITION_KEYS)
 
 
 def _drop_positions(root: exp.Expression) -> None:
@@ -73,15 +78,34 @@ def _drop_positions(root: exp.Expression) -> None:
     for node in root.walk():
         meta = node._meta
         if meta:
+            if _POSITIONS.issuperset(meta):  # the common case: nothing but positions
+                node._meta = None
+                continue
             for key in _POSITION_KEYS:
                 meta.pop(key, None)
-            if not meta:
-                node._meta = None
+
+
+def _sqlglot_parse(sql: str) -> list[exp.Expr | None]:
+    """`Postgres().parse(sql)`, with one tokenizer and one parser per thread, reused.
+
+    Both reset their whole state at the start of each `tokenize` / `parse` (the dialect builds
+    a new pair per call, which costs as much as tokenizing a short statement). A call that
+    raises drops the pair, so nothing a failed parse left behind is ever reused.
+    """
+    pair: tuple[Tokenizer, Parser] | None = getattr(_READERS, "pair", None)
+    if pair is None:
+        pair = _READERS.pair = (_POSTGRES.tokenizer(), _POSTGRES.parser())
+    tokenizer, parser = pair
+    try:
+        return parser.parse(tokenizer.tokenize(sql), sql)
+    except BaseException:
+        _READERS.pair = None
+        raise
 
 
 def _sqlglot_root(sql: str) -> exp.Expression:
     try:
-        parsed = [e for e in _POSTGRES.parse(sql) if e is not None]
+        parsed = [e for e in _sqlglot_parse(sql) if e is not None]
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     except Exception as error:  # sqlglot raises several error types; all mean "cannot prove safe"
@@ -170,10 +194,10 @@ def parse_statement(sql: str, *, search_path: tuple[str, ...] = ("public",),
         has_lateral=resolution.has_lateral,
         tables_aliased={r: tuple(sorted(a)) for r, a in sorted(resolution.aliases.items())},
     )
-    positions = table_positions(root, resolution)
+    paths = table_paths(root, resolution)
     _drop_positions(root)
     return Statement(sql=sql, tree=root, analysis=analysis, search_path=search_path, facts=facts,
-                     resolution=resolution, table_positions=positions, known=known)
+                     resolution=resolution, table_paths=paths, known=known)
 
 
 def analyse(sql: str, *, search_path: tuple[str, ...] = ("public",),

@@ -34,6 +34,58 @@ _SET_OPERATIONS: dict[type[exp.Expr], str] = {
 }
 
 
+# What `_Resolver.note` records for a node, by its class.
+_FUNCTION, _AGGREGATE, _ANONYMOUS, _WINDOW, _LATERAL, _SUBQUERY, _SET_OPERATION = range(1, 8)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What the walk does with every node of one class (`isinstance` answers, worked out once)."""
+
+    denial: tuple[Reason, str] | None
+    select: bool
+    note: int  # 0: nothing to note
+    set_operation: str | None
+    table: bool
+    column: bool
+
+
+_KINDS: dict[type[exp.Expr], _Kind] = {}
+
+
+def _kind_of(cls: type[exp.Expr]) -> _Kind:
+    """The `_Kind` of `cls`, from the same `isinstance` tests, in the same order, as a node of
+    it would face one by one (a class's ancestry does not change, so the answer is cached)."""
+    denial: tuple[Reason, str] | None = None
+    if issubclass(cls, _WRITES):
+        denial = (Reason.NOT_READ_ONLY, "only read-only queries are allowed")
+    elif issubclass(cls, exp.Lock):
+        denial = (Reason.LOCKING, "locking clauses (FOR UPDATE/SHARE) are not allowed")
+    elif issubclass(cls, exp.Into):
+        denial = (Reason.SELECT_INTO, "SELECT INTO is not allowed")
+    set_operation = None
+    if issubclass(cls, exp.Func):
+        if issubclass(cls, exp.AggFunc):
+            note = _AGGREGATE
+        elif issubclass(cls, exp.Anonymous):
+            note = _ANONYMOUS
+        else:
+            note = _FUNCTION
+    elif issubclass(cls, exp.Window):
+        note = _WINDOW
+    elif issubclass(cls, exp.Lateral):
+        note = _LATERAL
+    elif issubclass(cls, (exp.Subquery, exp.Exists)):
+        note = _SUBQUERY
+    else:
+        set_operation = _SET_OPERATIONS.get(cls)
+        note = _SET_OPERATION if set_operation is not None else 0
+    kind = _Kind(denial, issubclass(cls, exp.Select), note, set_operation,
+                 issubclass(cls, exp.Table), issubclass(cls, exp.Column))
+    _KINDS[cls] = kind
+    return kind
+
+
 def norm(identifier: exp.Expression | None) -> str:
     """An identifier's name as Postgres folds it: lower-case unless quoted."""
     if not isinstance(identifier, exp.Identifier):
@@ -85,23 +137,22 @@ class _Resolver:
         return qualify(norm(db) if db is not None else None, name, self.search_path, self.known)
 
     def visit(self, node: exp.Expression, ctes: frozenset[str]) -> None:
-        if isinstance(node, _WRITES):
-            raise GuardDenied(Reason.NOT_READ_ONLY, "only read-only queries are allowed")
-        if isinstance(node, exp.Lock):
-            raise GuardDenied(Reason.LOCKING, "locking clauses (FOR UPDATE/SHARE) are not allowed")
-        if isinstance(node, exp.Into):
-            raise GuardDenied(Reason.SELECT_INTO, "SELECT INTO is not allowed")
+        kind = _KINDS.get(type(node)) or _kind_of(type(node))
+        if kind.denial is not None:
+            raise GuardDenied(*kind.denial)
         with_clause = node.args.get("with_")
         if isinstance(with_clause, exp.With):
             ctes = self.with_clause(with_clause, ctes)
-        if isinstance(node, exp.Select):
-            self.select(node, ctes)
+        if kind.select:
+            self.select(node, ctes)  # type: ignore[arg-type]
             return
-        self.note(node)
-        if isinstance(node, exp.Table):
-            self.table(node, ctes)
-        elif isinstance(node, exp.Column):
-            self.column(node)
+        note = kind.note
+        if note:
+            self.note(node, note, kind.set_operation)
+        if kind.table:
+            self.table(node, ctes)  # type: ignore[arg-type]
+        elif kind.column:
+            self.column(node)  # type: ignore[arg-type]
         for child in node.iter_expressions():
             if child is not with_clause:
                 self.visit(child, ctes)
@@ -119,23 +170,25 @@ class _Resolver:
             self.visit(entry.this, ctes | frozenset(visible))
         return ctes | frozenset(names)
 
-    def note(self, node: exp.Expression) -> None:
+    def note(self, node: exp.Expression, note: int, set_operation: str | None) -> None:
         out = self.out
-        if isinstance(node, exp.Func):
-            out.functions.append(node)
-            if isinstance(node, exp.AggFunc) or (
-                    isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATES):
+        if note == _FUNCTION:
+            out.functions.append(node)  # type: ignore[arg-type]
+        elif note == _AGGREGATE:
+            out.functions.append(node)  # type: ignore[arg-type]
+            out.has_aggregate = True
+        elif note == _ANONYMOUS:
+            out.functions.append(node)  # type: ignore[arg-type]
+            if node.name.lower() in AGGREGATES:
                 out.has_aggregate = True
-        elif isinstance(node, exp.Window):
+        elif note == _WINDOW:
             out.has_window = True
-        elif isinstance(node, exp.Lateral):
+        elif note == _LATERAL:
             out.has_lateral = True
-        elif isinstance(node, (exp.Subquery, exp.Exists)):
+        elif note == _SUBQUERY:
             out.has_subquery = True
-        else:
-            kind = _SET_OPERATIONS.get(type(node))
-            if kind:
-                out.set_operations.add(kind)
+        elif set_operation is not None:
+            out.set_operations.add(set_operation)
 
     def select(self, node: exp.Select, ctes: frozenset[str]) -> None:
         if self.depth:
@@ -208,23 +261,64 @@ def resolve(tree: exp.Expression, search_path: tuple[str, ...],
     return resolver.out
 
 
-def table_positions(tree: exp.Expression, resolution: Resolution) -> tuple[tuple[int, str], ...]:
-    """Where each physical reference sits in `tree.find_all(exp.Table)` order, with its relation.
+TablePath = tuple[tuple[str, int | None], ...]
+"""How to reach a node from the root: for each step, the argument name and, for a list
+argument, the position in the list."""
 
-    A copy of `tree` has the same order, so `enforce` finds the references in its copy without
-    resolving scopes again.
+_MAX_DEPTH = 10_000  # far deeper than any tree the recursive walks above get through
+
+
+def _path(root: exp.Expression, node: exp.Expression) -> TablePath:
+    """The steps from `root` down to `node`, from parent links each confirmed by identity."""
+    steps: list[tuple[str, int | None]] = []
+    current = node
+    while current is not root:
+        parent, key = current.parent, current.arg_key
+        value = parent.args.get(key) if parent is not None and key is not None else None
+        if value is current:
+            steps.append((key, None))  # type: ignore[arg-type]
+        elif isinstance(value, list):
+            index = next((i for i, item in enumerate(value) if item is current), None)
+            if index is None:
+                raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the statement changed while rewriting")
+            steps.append((key, index))  # type: ignore[arg-type]
+        else:
+            raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the statement changed while rewriting")
+        if len(steps) > _MAX_DEPTH:
+            raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply")
+        current = parent  # type: ignore[assignment]
+    steps.reverse()
+    return tuple(steps)
+
+
+def follow(root: exp.Expression, path: TablePath) -> exp.Expression | None:
+    """The node `path` leads to from `root`, or None when the tree has no such node."""
+    node = root
+    for key, index in path:
+        value = node.args.get(key)
+        if index is not None:
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+        if not isinstance(value, exp.Expression):
+            return None
+        node = value
+    return node
+
+
+def table_paths(tree: exp.Expression, resolution: Resolution) -> tuple[tuple[TablePath, str], ...]:
+    """Where each physical reference sits in `tree`, with its relation, in `resolution` order.
+
+    A copy of `tree` has the same structure, so `enforce` finds the references in its copy by
+    following the paths, without resolving scopes again or walking the whole copy.
     """
-    index = {id(node): i for i, node in enumerate(tree.find_all(exp.Table))}
-    return tuple((index[id(node)], relation) for node, relation in resolution.tables)
+    return tuple((_path(tree, node), relation) for node, relation in resolution.tables)
 
 
 def tables_in_copy(copy: exp.Expression,
-                   positions: tuple[tuple[int, str], ...]) -> list[tuple[exp.Table, str]]:
-    """The physical references of a copy of the tree `positions` was computed on."""
-    nodes = list(copy.find_all(exp.Table))
+                   paths: tuple[tuple[TablePath, str], ...]) -> list[tuple[exp.Table, str]]:
+    """The physical references of a copy of the tree `paths` was computed on."""
     found = []
-    for position, relation in positions:
-        node = nodes[position]
+    for path, relation in paths:
+        node = follow(copy, path)
         if not isinstance(node, exp.Table):
             raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the statement changed while rewriting")
         found.append((node, relation))
