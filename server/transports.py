@@ -23,13 +23,14 @@ async def serve_http(server: Server[Any], host: str, port: int) -> None:
 
     On a loopback host the SDK's DNS-rebinding protection is on (Host and Origin must be
     loopback). The endpoint has no authentication of its own: bind it to loopback, or put the
-    pgwarden proxy (which authenticates callers) in front of it.
+    pgwarden proxy (which authenticates callers) in front of it. uvicorn parses HTTP with
+    httptools when it is installed (the `fast` extra), else h11; no access log is written.
     """
     import uvicorn
 
     app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                            server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, http="auto", log_level="warning", lifespan="on",
+                            access_log=False, server_header=False)
     display = f"[{host}]" if ":" in host else host
     url = f"http://{display}:{port}{HTTP_PATH}"
     print(f"pgwarden server: Streamable HTTP on {url}", file=sys.stderr, flush=True)
