@@ -25,6 +25,7 @@ from pgwarden.proxy.policy.rules import Rule
 _CACHE_LIMIT = 4096
 _DECISIONS_KEPT = 512
 _PER_CALL_VARIABLES = frozenset({"request", "now"})  # a rule reading these is decided every call
+_PRINCIPAL_ONLY = frozenset({"principal"})  # rules reading no more share one activation per principal
 _MAX_NAMED = 5
 
 
@@ -112,6 +113,7 @@ class PolicySet:
         self._targets = _BoundedCache()     # (method, tool) -> rule indices, file order
         self._mentions = _BoundedCache()    # relation -> indices of rules that mention it
         self._grants = _BoundedCache()      # relation -> indices of rules whose tables match it
+        self._activations = _BoundedCache()  # (principal id, variables) -> (principal, activation)
         self._unscoped = frozenset(i for i, r in enumerate(self.rules) if not r.mentions)
         # Decisions that depend only on the principal and the statement's analysis (no rule
         # involved reads `request` or `now`), by object identity of both: a gate hands the same
@@ -211,7 +213,7 @@ class PolicySet:
     def _evaluate(self, candidates: list[int], principal: Principal, request: RequestInfo,
                   analysis: Analysis | None, now: datetime | None, variables: frozenset[str]) -> Decision:
         relations = analysis.relations if analysis is not None else ()
-        activation = act.build(principal, request, analysis, now, variables)
+        activation = self._activation(principal, request, analysis, now, variables)
         errors: list[RuleError] = []
 
         for index in candidates:
@@ -267,6 +269,24 @@ class PolicySet:
                                   "not allowed by policy", matched_ids, errors, analysis)
 
         return self._allow(matched, activation, analysis, errors)
+
+    def _activation(self, principal: Principal, request: RequestInfo, analysis: Analysis | None,
+                    now: datetime | None, variables: frozenset[str]) -> Activation:
+        """`activation.build`, reused for the same principal when the rules read nothing else.
+
+        An activation that holds only `principal` (already converted to CEL values, once per
+        principal) is the same for every call of that principal; the compiled programs never
+        write to it (see `cel_runtime`), so one serves every evaluation that needs no more.
+        """
+        if not variables <= _PRINCIPAL_ONLY:
+            return act.build(principal, request, analysis, now, variables)
+        key = (id(principal), variables)
+        known = self._activations.get(key)
+        if known is not None and known[0] is principal:
+            return known[1]  # type: ignore[no-any-return]
+        activation = act.build(principal, request, analysis, now, variables)
+        self._activations.put(key, (principal, activation))
+        return activation
 
     def _candidates(self, targeting: tuple[int, ...], analysis: Analysis | None) -> list[int]:
         if analysis is None:
