@@ -31,7 +31,7 @@ from pgwarden.proxy.guard.masks import mask_expression
 from pgwarden.proxy.guard.model import GuardDenied, Mask, Obligations, Reason, Rewrite, RowFilter
 from pgwarden.proxy.guard.names import needs_quotes, split_relation
 from pgwarden.proxy.guard.parse import Statement
-from pgwarden.proxy.guard.pgcheck import inspect
+from pgwarden.proxy.guard.pgcheck import CheckedSubquery, checked_subquery, inspect
 from pgwarden.proxy.guard.resolve import norm, tables_in_copy
 
 CAPPED_ALIAS = "_pgwarden_capped"
@@ -272,10 +272,28 @@ def cap_rows(tree: exp.Expression, cap: int) -> exp.Expression:
     return exp.Select(expressions=[exp.Star()]).from_(wrapped, copy=False).limit(_int(cap), copy=False)
 
 
-def revalidate(sql: str, stmt: Statement, allowed: frozenset[str], cap: int | None) -> None:
-    """Re-parse the SQL we are about to send with Postgres's grammar; any surprise is a deny."""
+@lru_cache(maxsize=512)
+def checked_view(view_sql: str) -> CheckedSubquery | None:
+    """A secure view's SQL (as spliced) parsed and walked on its own by Postgres's grammar,
+    once per distinct text (see `pgcheck.checked_subquery`)."""
+    return checked_subquery(view_sql)
+
+
+def revalidate(sql: str, stmt: Statement, allowed: frozenset[str], cap: int | None, *,
+               views: Mapping[str, str] | None = None) -> None:
+    """Re-parse the SQL we are about to send with Postgres's grammar; any surprise is a deny.
+
+    The whole text is parsed. `views` (placeholder -> SQL, from `secure_views`): a derived
+    table in the parse whose subquery is the parse of one of them (locations aside) adds the
+    facts found when that view was checked on its own, rather than being walked again.
+    """
+    checked: dict[bytes, CheckedSubquery] = {}
+    for view_sql in (views or {}).values():
+        found = checked_view(view_sql)
+        if found is not None:
+            checked[found.signature] = found
     try:
-        facts = inspect(sql, stmt.search_path, stmt.known)
+        facts = inspect(sql, stmt.search_path, stmt.known, checked)
     except GuardDenied as denied:
         raise GuardDenied(Reason.PARSER_DISAGREEMENT, "the rewritten statement failed re-validation",
                           detail={"check": str(denied.code)}) from denied
@@ -312,7 +330,7 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
         sql = splice_views(generate(tree), spliced)
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
-    revalidate(sql, stmt, allowed, obligations.row_cap)
+    revalidate(sql, stmt, allowed, obligations.row_cap, views=spliced)
     normalized = normalize(sql)
     return Rewrite(
         sql=sql,

@@ -9,6 +9,8 @@ included), every function-like call (`FuncCall`, `SQLValueFunction`, `COALESCE`,
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +85,11 @@ def _int_const(node: Any) -> int | None:
 
 
 class _Walker:
-    def __init__(self, search_path: tuple[str, ...], known: Any) -> None:
+    def __init__(self, search_path: tuple[str, ...], known: Any,
+                 checked: Mapping[bytes, CheckedSubquery] | None = None) -> None:
         self.search_path = search_path
         self.known = known
+        self.checked = checked
         self.facts = PgFacts()
 
     def node(self, node: Any, ctes: frozenset[str]) -> None:
@@ -117,6 +121,8 @@ class _Walker:
 
     def typed(self, kind: str, body: dict[str, Any], ctes: frozenset[str]) -> None:
         if kind in _PASS_THROUGH:  # the most common case first (no other branch takes these)
+            if kind == "RangeSubselect" and self.checked and self.known_subquery(body, ctes):
+                return
             self.node(body, ctes)
         elif kind == "SelectStmt":
             self.select(body, ctes)
@@ -156,6 +162,22 @@ class _Walker:
             raise _deny(Reason.NOT_READ_ONLY, "only read-only queries are allowed")
         else:
             raise _deny(Reason.UNSUPPORTED_STATEMENT, f"unsupported SQL construct: {kind}")
+
+    def known_subquery(self, body: dict[str, Any], ctes: frozenset[str]) -> bool:
+        """A derived table whose subquery is, location for location aside, one already checked
+        (`checked_subquery`): its facts are taken as they were found, the rest of the node is
+        walked. False (walk it all) for any other subquery."""
+        assert self.checked is not None
+        subquery = body.get("subquery")
+        found = self.checked.get(subquery_signature(subquery)) if isinstance(subquery, dict) else None
+        if found is None:
+            return False
+        facts = self.facts
+        facts.relations |= found.relations
+        facts.functions |= found.functions
+        facts.operators |= found.operators
+        self.node({k: v for k, v in body.items() if k != "subquery"}, ctes)
+        return True
 
     def select(self, body: dict[str, Any], ctes: frozenset[str]) -> None:
         if body.get("intoClause"):
@@ -252,16 +274,71 @@ def root_select(stmts: list[dict[str, Any]]) -> dict[str, Any]:
     return select
 
 
-def inspect(sql: str, search_path: tuple[str, ...], known: Any = None) -> PgFacts:
-    """Parse `sql` with Postgres's grammar and report its facts, or raise `GuardDenied`."""
+def inspect(sql: str, search_path: tuple[str, ...], known: Any = None,
+            checked: Mapping[bytes, CheckedSubquery] | None = None) -> PgFacts:
+    """Parse `sql` with Postgres's grammar and report its facts, or raise `GuardDenied`.
+
+    `checked` (by `subquery_signature`): subqueries of derived tables already walked on their
+    own (`checked_subquery`); one found in `sql` contributes its recorded facts instead of
+    being walked again. Everything else is walked.
+    """
     select = root_select(parse_tree(sql))
-    walker = _Walker(search_path, known)
+    walker = _Walker(search_path, known, checked)
     walker.select(select, frozenset())
     facts = walker.facts
     facts.root_limit = _int_const(select.get("limitCount"))
     facts.root_limit_plain = (select.get("limitOption") == "LIMIT_OPTION_COUNT"
                               and facts.root_limit is not None)
     return facts
+
+
+# A node's place in the text, the only thing that differs between a subquery parsed on its own
+# and the same text parsed inside a statement. orjson writes a `"` inside a string as `\"`, so
+# the pattern matches keys only.
+_LOCATION = re.compile(rb'"location":-?[0-9]+')
+
+
+def subquery_signature(subquery: dict[str, Any]) -> bytes:
+    """The pglast JSON of a subquery without its `location` fields: equal signatures, equal
+    trees apart from where in the text they were found (which no check reads)."""
+    return _LOCATION.sub(b"", orjson.dumps(subquery))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSubquery:
+    """A subquery walked on its own: its signature and the facts the walk found."""
+
+    signature: bytes
+    relations: frozenset[str]
+    functions: frozenset[str]
+    operators: frozenset[str]
+
+
+def checked_subquery(sql: str) -> CheckedSubquery | None:
+    """`sql` (a parenthesised SELECT) parsed as the derived table of `SELECT * FROM sql AS v`
+    and walked with every check; None when it does not pass them all, or names any relation
+    without its schema (its facts would then depend on the statement it sits in).
+
+    The facts of a subquery whose relations are all schema-qualified depend on nothing but
+    its tree: the walk reads no location, and CTE names and the search path only resolve
+    unqualified names.
+    """
+    try:
+        select = root_select(parse_tree(f"SELECT * FROM {sql} AS pgwarden_checked"))
+        source = select.get("fromClause", [None])[0]
+        body = source.get("RangeSubselect") if isinstance(source, dict) and len(source) == 1 else None
+        subquery = body.get("subquery") if isinstance(body, dict) else None
+        if not isinstance(subquery, dict) or set(subquery) != {"SelectStmt"}:
+            return None
+        walker = _Walker(("public",), None)
+        walker.node(subquery, frozenset())
+    except (GuardDenied, RecursionError):
+        return None
+    facts = walker.facts
+    if facts.unpinned:
+        return None
+    return CheckedSubquery(subquery_signature(subquery), frozenset(facts.relations),
+                           frozenset(facts.functions), frozenset(facts.operators))
 
 
 _UNICODE_TOKENS = frozenset({"UIDENT", "USCONST"})
