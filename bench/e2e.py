@@ -11,7 +11,9 @@ proxy's gate learns their shape on the warm-up's second call and serves every me
 from the learned template (`coverage` checks that in-process, without timing); `new shape`
 gives every call a column alias never sent before, so every call is a shape the gate has not
 seen (the full guard path: its worst case). The target `pgwarden proxy, learned shapes off`
-is the same proxy with `PGWARDEN_SHAPE_CACHE=off` in its environment.
+is the same proxy with `PGWARDEN_SHAPE_CACHE=off` in its environment; over HTTP,
+`pgwarden proxy, JSON answers` is the proxy with `PGWARDEN_HTTP_RESPONSES=json` (one JSON body
+per answer instead of an SSE stream; no progress or sampling during a call).
 
 Ratios are median(target) / median(direct). The "policy vs relay" ratio is
 (proxy − direct) / (relay − direct) on the same path.
@@ -55,6 +57,8 @@ PROXY_TMPFS = "pgwarden proxy, audit on tmpfs"
 PROXY_MASKED = "pgwarden proxy, masked policy"
 PROXY_OFF = "pgwarden proxy, learned shapes off"
 SHAPES_OFF_ENV = {"PGWARDEN_SHAPE_CACHE": "off"}
+PROXY_JSON = "pgwarden proxy, JSON answers"
+JSON_ANSWERS_ENV = {"PGWARDEN_HTTP_RESPONSES": "json"}
 PW_RELAY = "pgwarden relay, no policy"
 SDK_RELAY = "SDK relay, no policy"
 MCP_PROXY = "mcp-proxy 0.13 (PyPI), no policy"
@@ -187,6 +191,18 @@ def build_targets(
                 port=port,
             )
         )
+        if up == T.PGWARDEN_SERVER:
+            port = T.free_port()
+            out.append(
+                T.Target(
+                    PROXY_JSON,
+                    up,
+                    "http",
+                    proxy("simple", disk_audit / "http-json.jsonl", listen=f"http://127.0.0.1:{port}/mcp"),
+                    port=port,
+                    env=JSON_ANSWERS_ENV,
+                )
+            )
     return out
 
 
@@ -383,7 +399,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 base = direct[workload]["median"]
                 row["ratio"] = ratio(med, base)
                 row["added_ms"] = med - base
-                if label in (PROXY, PROXY_TMPFS, PROXY_OFF):
+                if label in (PROXY, PROXY_TMPFS, PROXY_OFF, PROXY_JSON):
                     for relay in relays:
                         if relay is not None:
                             added = relay[workload]["median"] - base
