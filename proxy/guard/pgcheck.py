@@ -96,14 +96,17 @@ class _Walker:
         """Walk any JSON value: a typed node (`{"Kind": body}`) is checked by `typed`; the
         fields of an untyped object and the items of a list are walked. Scalars (strings,
         numbers, locations) hold nothing to check and are skipped without a call."""
-        if isinstance(node, list):
-            for item in node:
-                if isinstance(item, dict):
-                    self.object(item, ctes)
-                elif isinstance(item, list):
-                    self.node(item, ctes)
-        elif isinstance(node, dict):
+        if isinstance(node, dict):
             self.object(node, ctes)
+        elif isinstance(node, list):
+            self.items(node, ctes)
+
+    def items(self, items: list[Any], ctes: frozenset[str]) -> None:
+        for item in items:
+            if isinstance(item, dict):
+                self.object(item, ctes)
+            elif isinstance(item, list):
+                self.items(item, ctes)
 
     def object(self, node: dict[str, Any], ctes: frozenset[str]) -> None:
         if len(node) == 1:
@@ -117,13 +120,20 @@ class _Walker:
                     self.type_name(value)
                 self.object(value, ctes)
             elif isinstance(value, list):
-                self.node(value, ctes)
+                for item in value:  # `items`, inlined: most lists are walked from here
+                    if isinstance(item, dict):
+                        self.object(item, ctes)
+                    elif isinstance(item, list):
+                        self.items(item, ctes)
 
     def typed(self, kind: str, body: dict[str, Any], ctes: frozenset[str]) -> None:
         if kind in _PASS_THROUGH:  # the most common case first (no other branch takes these)
             if kind == "RangeSubselect" and self.checked and self.known_subquery(body, ctes):
                 return
-            self.node(body, ctes)
+            if isinstance(body, dict):
+                self.object(body, ctes)
+            else:
+                self.node(body, ctes)
         elif kind == "SelectStmt":
             self.select(body, ctes)
         elif kind == "RangeVar":
