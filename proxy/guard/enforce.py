@@ -223,6 +223,9 @@ def secure_views(tree: exp.Expression, stmt: Statement, obligations: Obligations
             placeholder = _view_placeholder(len(spliced))
             spliced[placeholder] = _view_sql(view, bool(table.args.get("only")))
             table.replace(exp.Table(this=exp.Identifier(this=placeholder, quoted=False), alias=alias))
+            for child in table.iter_expressions():  # the dropped reference: no cycles left behind
+                if child.parent is table:
+                    child.parent = None
             masked.update(f"{relation}.{c}" for c in masks)
             filtered.update(f"{relation}.{f.column}" for f in filters)
         else:
@@ -279,6 +282,17 @@ def checked_view(view_sql: str) -> CheckedSubquery | None:
     return checked_subquery(view_sql)
 
 
+def _release(tree: exp.Expression) -> None:
+    """Unlink every node of `tree` (the call's own copy, done with) from its parent.
+
+    A sqlglot tree is full of reference cycles (each node links its parent), so a dropped copy
+    waits for the cyclic garbage collector, and every call's copy makes those collections
+    come sooner. Without the parent links, reference counting frees it at once.
+    """
+    for node in tree.walk():
+        node.parent = None
+
+
 def revalidate(sql: str, stmt: Statement, allowed: frozenset[str], cap: int | None, *,
                views: Mapping[str, str] | None = None) -> None:
     """Re-parse the SQL we are about to send with Postgres's grammar; any surprise is a deny.
@@ -328,6 +342,7 @@ def enforce(stmt: Statement, obligations: Obligations, catalog: Catalog | None =
         if obligations.row_cap is not None:
             tree = cap_rows(tree, obligations.row_cap)
         sql = splice_views(generate(tree), spliced)
+        _release(tree)
     except RecursionError as error:
         raise GuardDenied(Reason.TOO_LARGE, "the statement is nested too deeply") from error
     revalidate(sql, stmt, allowed, obligations.row_cap, views=spliced)
