@@ -20,7 +20,7 @@ from pgwarden.proxy.policy import activation as act
 from pgwarden.proxy.policy import obligations as merge_obligations
 from pgwarden.proxy.policy.activation import Principal, RequestInfo
 from pgwarden.proxy.policy.cel_runtime import CelEvaluationError, from_cel_scalar
-from pgwarden.proxy.policy.rules import Rule
+from pgwarden.proxy.policy.rules import RowFilterRule, Rule
 
 _CACHE_LIMIT = 4096
 _DECISIONS_KEPT = 512
@@ -113,7 +113,7 @@ class PolicySet:
         self._targets = _BoundedCache()     # (method, tool) -> rule indices, file order
         self._mentions = _BoundedCache()    # relation -> indices of rules that mention it
         self._grants = _BoundedCache()      # relation -> indices of rules whose tables match it
-        self._activations = _BoundedCache()  # (principal id, variables) -> (principal, activation)
+        self._activations = _BoundedCache()  # (principal id, variables) -> (principal, _Evaluations)
         self._unscoped = frozenset(i for i, r in enumerate(self.rules) if not r.mentions)
         # Decisions that depend only on the principal and the statement's analysis (no rule
         # involved reads `request` or `now`), by object identity of both: a gate hands the same
@@ -213,7 +213,7 @@ class PolicySet:
     def _evaluate(self, candidates: list[int], principal: Principal, request: RequestInfo,
                   analysis: Analysis | None, now: datetime | None, variables: frozenset[str]) -> Decision:
         relations = analysis.relations if analysis is not None else ()
-        activation = self._activation(principal, request, analysis, now, variables)
+        evaluations = self._evaluations(principal, request, analysis, now, variables)
         errors: list[RuleError] = []
 
         for index in candidates:
@@ -221,7 +221,7 @@ class PolicySet:
             if rule.effect != "deny":
                 continue
             try:
-                hit = rule.condition.evaluate(activation)
+                hit = evaluations.condition(index, rule)
             except CelEvaluationError as exc:
                 errors.append(RuleError(rule.id, exc.summary))
                 return self._deny(Reason.POLICY_ERROR,
@@ -238,7 +238,7 @@ class PolicySet:
             if rule.effect != "allow":
                 continue
             try:
-                if rule.condition.evaluate(activation):
+                if evaluations.condition(index, rule):
                     matched.append(index)
             except CelEvaluationError as exc:
                 errors.append(RuleError(rule.id, exc.summary))
@@ -268,25 +268,27 @@ class PolicySet:
                                   f"{'relation' if len(missing) == 1 else 'relations'} {_names(missing)} "
                                   "not allowed by policy", matched_ids, errors, analysis)
 
-        return self._allow(matched, activation, analysis, errors)
+        return self._allow(matched, evaluations, analysis, errors)
 
-    def _activation(self, principal: Principal, request: RequestInfo, analysis: Analysis | None,
-                    now: datetime | None, variables: frozenset[str]) -> Activation:
-        """`activation.build`, reused for the same principal when the rules read nothing else.
+    def _evaluations(self, principal: Principal, request: RequestInfo, analysis: Analysis | None,
+                     now: datetime | None, variables: frozenset[str]) -> _Evaluations:
+        """The call's activation (`activation.build`), shared by every call of the principal
+        when the candidate rules read nothing but the principal.
 
-        An activation that holds only `principal` (already converted to CEL values, once per
-        principal) is the same for every call of that principal; the compiled programs never
-        write to it (see `cel_runtime`), so one serves every evaluation that needs no more.
+        Such an activation holds only the principal's CEL values (converted once per
+        principal), so it is the same for every call of that principal; the compiled programs
+        never write to it (see `cel_runtime`) and CEL has no side effects, so each program's
+        value on it (or its error) is the same every time too, and is kept with it.
         """
         if not variables <= _PRINCIPAL_ONLY:
-            return act.build(principal, request, analysis, now, variables)
+            return _Evaluations(act.build(principal, request, analysis, now, variables), None)
         key = (id(principal), variables)
         known = self._activations.get(key)
         if known is not None and known[0] is principal:
             return known[1]  # type: ignore[no-any-return]
-        activation = act.build(principal, request, analysis, now, variables)
-        self._activations.put(key, (principal, activation))
-        return activation
+        evaluations = _Evaluations(act.build(principal, request, analysis, now, variables), {})
+        self._activations.put(key, (principal, evaluations))
+        return evaluations
 
     def _candidates(self, targeting: tuple[int, ...], analysis: Analysis | None) -> list[int]:
         if analysis is None:
@@ -298,7 +300,7 @@ class PolicySet:
             relevant |= self._mentioning(relation)
         return [i for i in targeting if i in relevant]
 
-    def _allow(self, matched: list[int], activation: Activation, analysis: Analysis | None,
+    def _allow(self, matched: list[int], evaluations: _Evaluations, analysis: Analysis | None,
                errors: list[RuleError]) -> Decision:
         relations = analysis.relations if analysis is not None else ()
         in_statement = set(relations)
@@ -308,13 +310,13 @@ class PolicySet:
             rule = self.rules[index]
             if rule.masks:
                 masks.append({rel: cols for rel, cols in rule.masks.items() if rel in in_statement})
-            for row_filter in rule.row_filters:
+            for position, row_filter in enumerate(rule.row_filters):
                 if row_filter.relation not in in_statement:
                     continue
                 try:
-                    values = filter_values(row_filter.value.evaluate(activation))
-                except (CelEvaluationError, TypeError) as exc:
-                    summary = exc.summary if isinstance(exc, CelEvaluationError) else str(exc)
+                    values = evaluations.row_filter(index, position, row_filter)
+                except CelEvaluationError as exc:
+                    summary = exc.summary
                     errors.append(RuleError(rule.id, f"row filter {row_filter.relation}.{row_filter.column}: "
                                                      f"{summary}"))
                     return self._deny(Reason.POLICY_ERROR,
@@ -400,6 +402,65 @@ class PolicySet:
             except CelEvaluationError:
                 continue
         return False
+
+
+class _Failed:
+    """A program's error, kept: its fixed summary only."""
+
+    __slots__ = ("summary",)
+
+    def __init__(self, summary: str) -> None:
+        self.summary = summary
+
+
+_UNSET = object()
+
+
+class _Evaluations:
+    """Rule programs evaluated on one activation. With `memo` (an activation shared by every
+    call of a principal, see `PolicySet._evaluations`), each program's value or error is
+    computed once and kept."""
+
+    __slots__ = ("activation", "memo")
+
+    def __init__(self, activation: Activation, memo: dict[tuple[int, int], Any] | None) -> None:
+        self.activation = activation
+        self.memo = memo
+
+    def condition(self, index: int, rule: Rule) -> bool:
+        """`rule.condition.evaluate`; raises `CelEvaluationError`."""
+        memo = self.memo
+        if memo is None:
+            return rule.condition.evaluate(self.activation)
+        found = memo.get((index, -1), _UNSET)
+        if found is _UNSET:
+            try:
+                found = rule.condition.evaluate(self.activation)
+            except CelEvaluationError as exc:
+                found = _Failed(exc.summary)
+            memo[(index, -1)] = found
+        if isinstance(found, _Failed):
+            raise CelEvaluationError(found.summary)
+        return bool(found)
+
+    def row_filter(self, index: int, position: int,
+                   row_filter: RowFilterRule) -> tuple[str | int | float | bool, ...]:
+        """The values of the rule's `position`-th row filter; raises `CelEvaluationError`
+        (with the message of a `filter_values` TypeError when the value has the wrong type)."""
+        memo = self.memo
+        found = _UNSET if memo is None else memo.get((index, position), _UNSET)
+        if found is _UNSET:
+            try:
+                found = filter_values(row_filter.value.evaluate(self.activation))
+            except CelEvaluationError as exc:
+                found = _Failed(exc.summary)
+            except TypeError as exc:
+                found = _Failed(str(exc))
+            if memo is not None:
+                memo[(index, position)] = found
+        if isinstance(found, _Failed):
+            raise CelEvaluationError(found.summary)
+        return found  # type: ignore[return-value]
 
 
 def _what(request: RequestInfo) -> str:
