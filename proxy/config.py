@@ -13,9 +13,16 @@
     catalog_dsn: postgresql://reader@db/app   # column lists for masks (read-only introspection)
     principal: {id: ann, roles: [analyst]}    # the stdio caller
     listen: stdio                  # or http://127.0.0.1:8808/mcp
+    http_responses: sse            # HTTP only: sse (default) or json (see below)
     auth: {...}                    # HTTP only: see pgwarden.proxy.auth.AuthConfig
     audit: {path: pgwarden-audit.jsonl, strict: true}
     telemetry: {traces: otlp}
+
+`http_responses: json` answers each request POST with one JSON body instead of an SSE stream:
+much cheaper per call (clients keep their connection), but nothing tied to a call in flight
+reaches the client (upstream progress is dropped; upstream sampling, elicitation and roots
+requests during a call fail). Use it when the upstream sends none of these, as Postgres MCP
+servers typically do not. Unset, `$PGWARDEN_HTTP_RESPONSES` decides, else `sse`.
 
 Command-line options override the file. Errors name the field path (`upstream.url: ...`).
 """
@@ -124,6 +131,7 @@ class ProxyConfig(_Strict):
     catalog: dict[str, list[str]] = Field(default_factory=dict)  # declared columns: {"public.t": [cols]}
     principal: dict[str, Any] | None = None
     listen: str = "stdio"
+    http_responses: Literal["sse", "json"] | None = None  # None: $PGWARDEN_HTTP_RESPONSES, else sse
     auth: AuthConfig | None = None
     audit: AuditConfig = AuditConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
