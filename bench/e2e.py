@@ -13,7 +13,8 @@ gives every call a column alias never sent before, so every call is a shape the 
 seen (the full guard path: its worst case). The target `pgwarden proxy, learned shapes off`
 is the same proxy with `PGWARDEN_SHAPE_CACHE=off` in its environment; over HTTP,
 `pgwarden proxy, JSON answers` is the proxy with `PGWARDEN_HTTP_RESPONSES=json` (one JSON body
-per answer instead of an SSE stream; no progress or sampling during a call).
+per answer instead of an SSE stream; no progress or sampling during a call), compared with
+`direct, JSON answers`: the server answering the same way.
 
 Ratios are median(target) / median(direct). The "policy vs relay" ratio is
 (proxy − direct) / (relay − direct) on the same path.
@@ -58,6 +59,7 @@ PROXY_MASKED = "pgwarden proxy, masked policy"
 PROXY_OFF = "pgwarden proxy, learned shapes off"
 SHAPES_OFF_ENV = {"PGWARDEN_SHAPE_CACHE": "off"}
 PROXY_JSON = "pgwarden proxy, JSON answers"
+DIRECT_JSON = "direct, JSON answers"
 JSON_ANSWERS_ENV = {"PGWARDEN_HTTP_RESPONSES": "json"}
 PW_RELAY = "pgwarden relay, no policy"
 SDK_RELAY = "SDK relay, no policy"
@@ -165,6 +167,18 @@ def build_targets(
                     "http",
                     (*server, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
                     port=port,
+                )
+            )
+        if up == T.PGWARDEN_SERVER:
+            port = T.free_port()
+            out.append(
+                T.Target(
+                    DIRECT_JSON,
+                    up,
+                    "http",
+                    (*server, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
+                    port=port,
+                    env=JSON_ANSWERS_ENV,
                 )
             )
         if include_mcp_proxy:
@@ -379,8 +393,15 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, r in targets.items():
         transport, upstream, label = key.split("|")
-        direct = targets.get(f"{transport}|{upstream}|{DIRECT}") or targets.get(f"stdio|{upstream}|{DIRECT}")
-        direct_note = "" if f"{transport}|{upstream}|{DIRECT}" in targets else " (vs stdio direct)"
+        # JSON answers are compared with the server answering the same way, when it was measured.
+        json_direct = f"{transport}|{upstream}|{DIRECT_JSON}" in targets
+        baseline = DIRECT_JSON if label == PROXY_JSON and json_direct else DIRECT
+        direct = targets.get(f"{transport}|{upstream}|{baseline}")
+        if direct is None:
+            direct = targets.get(f"stdio|{upstream}|{DIRECT}")
+        direct_note = "" if f"{transport}|{upstream}|{baseline}" in targets else " (vs stdio direct)"
+        if baseline == DIRECT_JSON:
+            direct_note = " (vs direct, JSON answers)"
         relays = [targets.get(f"{transport}|{upstream}|{name}") for name in (SDK_RELAY, MCP_PROXY, PW_RELAY)]
         for workload in WORKLOADS:
             med, p99 = r[workload]["median"], r[workload]["p99"]
@@ -395,7 +416,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "errors": r["errors"],
                 "direct_note": direct_note,
             }
-            if direct is not None and label != DIRECT:
+            if direct is not None and label not in (DIRECT, DIRECT_JSON):
                 base = direct[workload]["median"]
                 row["ratio"] = ratio(med, base)
                 row["added_ms"] = med - base
@@ -419,7 +440,8 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| {row['transport']} | {row['upstream']} | {row['label']} | {row['workload']} "
             f"| {fmt(row['median'])} | {fmt(row['p99'])} | {fmt(row.get('added_ms'))}{row['direct_note']} "
-            f"| {fmt(row.get('ratio'))} | {fmt(cpu) if row['label'] != DIRECT else '(server) ' + fmt(cpu)} |"
+            f"| {fmt(row.get('ratio'))} "
+            f"| {fmt(cpu) if row['label'] not in (DIRECT, DIRECT_JSON) else '(server) ' + fmt(cpu)} |"
         )
     cover = coverage_text(data)
     if cover:

@@ -193,6 +193,32 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None, s
                         "",
                     )
                 )
+        json_note = "opt-in `--http-responses json`: no upstream progress or server requests during a call"
+        for workload in e2e.LEARNED_WORKLOADS:
+            row = _e2e_row(data, "http", e2e.PROXY_JSON, workload)
+            if row and row.get("added_ms") is not None:
+                out.append(
+                    (
+                        "Proxy with JSON answers adds to the median call, http, pgwarden server "
+                        f"({workload})",
+                        f"{fmt(row['added_ms'])} ms",
+                        "< 2.0 ms",
+                        row["added_ms"] < 2.0,
+                        f"{json_note}; direct {fmt(row['median'] - row['added_ms'])} ms → "
+                        f"proxy {fmt(row['median'])} ms",
+                    )
+                )
+        row = _e2e_row(data, "http", e2e.PROXY_JSON, "analytics")
+        if row and row.get("ratio") is not None:
+            out.append(
+                (
+                    "Ratio proxy with JSON answers/direct, typical analytics query, http",
+                    fmt(row["ratio"]),
+                    "< 1.3",
+                    row["ratio"] < 1.3,
+                    json_note,
+                )
+            )
         for transport in ("stdio", "http"):
             row = _e2e_row(data, transport, e2e.PROXY, "new shape")
             if row and row.get("added_ms") is not None:
@@ -386,6 +412,20 @@ def analysis(results: dict[str, Any]) -> str:
         + f"{fsync}. Concurrent calls share a sync (group commit, `proxy/audit/log.py`); one sequential "
         "session, as here, waits for its own."
     )
+    sse = {w: added("http", e2e.PROXY, w) for w in e2e.LEARNED_WORKLOADS}
+    json_answers = {w: added("http", e2e.PROXY_JSON, w) for w in e2e.LEARNED_WORKLOADS}
+    if all(v is not None for v in (*sse.values(), *json_answers.values())):
+        bullets.append(
+            "- **HTTP answers.** By default the proxy answers each call as an SSE stream (which carries "
+            "the upstream's progress and its requests to the client during the call); the MCP SDK's client "
+            "leaves such a stream unread to its end, so it opens a new connection per call, and the SDK's "
+            "SSE machinery runs per call. The proxy added "
+            + " and ".join(f"{_ms(sse[w])} to `{w}`" for w in e2e.LEARNED_WORKLOADS)
+            + " that way (against the server answering with SSE streams too); with JSON answers "
+            "(`--http-responses json`), against the server also answering with JSON bodies, "
+            + " and ".join(_ms(json_answers[w]) for w in e2e.LEARNED_WORKLOADS)
+            + " respectively."
+        )
     hop, sdk = added("stdio", e2e.PW_RELAY, "lookup"), added("stdio", e2e.SDK_RELAY, "lookup")
     bullets.append(
         f"- **The hop.** pgwarden's relay without any policy added {_ms(hop)} to the `lookup` median over "

@@ -42,7 +42,7 @@ def _warn(lines: list[str], *, fatal: bool) -> None:
 
 
 async def run_server(dsn: str, settings: ServerSettings, *, transport: str, host: str, port: int,
-                     require_readonly_role: bool) -> int:
+                     require_readonly_role: bool, http_responses: str = "sse") -> int:
     """Open the pool, check the role, serve until the client or a signal ends it; the exit code."""
     from pgwarden.server.app import build_server
     from pgwarden.server.database import Database, QueryError
@@ -69,7 +69,7 @@ async def run_server(dsn: str, settings: ServerSettings, *, transport: str, host
                 click.echo(f"WARNING: serving on {host}, beyond loopback, with no authentication: anyone "
                            "who reaches this port can query the database. Put the pgwarden proxy in front.",
                            err=True)
-            await serve_http(server, host, port)
+            await serve_http(server, host, port, json_response=http_responses == "json")
     finally:
         await db.close()
     return 0
@@ -99,6 +99,10 @@ def _seed(dsn: str | None, size: str, data_dir: Path | None) -> None:
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True,
               help="stdio for one client that launches the server; http for Streamable HTTP at /mcp.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address.")
+@click.option("--http-responses", type=click.Choice(["sse", "json"]), envvar="PGWARDEN_HTTP_RESPONSES",
+              default="sse", show_default=True,
+              help="HTTP: answer each call as an SSE stream or as one JSON body "
+                   "(env PGWARDEN_HTTP_RESPONSES).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="HTTP port.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=DEFAULT_MAX_ROWS, show_default=True,
               help="Most rows a query returns; clients may ask for fewer, never more.")
@@ -126,7 +130,8 @@ def _seed(dsn: str | None, size: str, data_dir: Path | None) -> None:
                    "print its DSNs and exit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True, help="Log level (logs go to stderr).")
-def server(dsn: str | None, transport: str, host: str, port: int, max_rows: int, max_result_bytes: int,
+def server(dsn: str | None, transport: str, host: str, http_responses: str, port: int, max_rows: int,
+           max_result_bytes: int,
            statement_timeout_ms: int, idle_in_transaction_timeout_ms: int, pool_size: int,
            require_readonly_role: bool, statement_check: bool, demo_size: str, data_dir: Path | None,
            seed_only: bool, log_level: str) -> None:
@@ -169,7 +174,8 @@ def server(dsn: str | None, transport: str, host: str, port: int, max_rows: int,
         raise click.UsageError(str(exc)) from None
     try:
         code = anyio.run(lambda: run_server(resolved, settings, transport=transport, host=host, port=port,
-                                            require_readonly_role=require_readonly_role))
+                                            require_readonly_role=require_readonly_role,
+                                            http_responses=http_responses))
     except KeyboardInterrupt:
         code = 0
     finally:

@@ -18,8 +18,11 @@ async def serve_stdio(server: Server[Any]) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def serve_http(server: Server[Any], host: str, port: int) -> None:
+async def serve_http(server: Server[Any], host: str, port: int, *, json_response: bool = False) -> None:
     """Serve Streamable HTTP at `http://host:port/mcp` until interrupted.
+
+    `json_response` answers each request POST with one JSON body instead of an SSE stream
+    (clients keep their connection; this server sends nothing during a call that needs a stream).
 
     On a loopback host the SDK's DNS-rebinding protection is on (Host and Origin must be
     loopback). The endpoint has no authentication of its own: bind it to loopback, or put the
@@ -28,7 +31,7 @@ async def serve_http(server: Server[Any], host: str, port: int) -> None:
     """
     import uvicorn
 
-    app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host)
+    app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host, json_response=json_response)
     config = uvicorn.Config(app, host=host, port=port, http="auto", log_level="warning", lifespan="on",
                             access_log=False, server_header=False)
     display = f"[{host}]" if ":" in host else host
