@@ -9,7 +9,9 @@ Run order (each step a function over the copied tree, like an optimizer rule lis
 4. `cap_rows`          — clamp or add the outermost LIMIT, or wrap the query when it is not literal;
 5. generate SQL and `revalidate` it with pglast: one plain SELECT, the same relations, every
    relation schema-qualified, functions within the allow-list (plus the mask library's own), and
-   a literal root LIMIT within the cap. Any disagreement is `sql.parser_disagreement`.
+   a literal root LIMIT within the cap. Any disagreement is `sql.parser_disagreement`. The whole
+   text is parsed; a secure view's subtree that is the same parse as the view checked on its
+   own (`checked_view`, once per view text) contributes that check's facts without a second walk.
 """
 
 from __future__ import annotations
