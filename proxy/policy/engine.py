@@ -278,7 +278,7 @@ class PolicySet:
         Such an activation holds only the principal's CEL values (converted once per
         principal), so it is the same for every call of that principal; the compiled programs
         never write to it (see `cel_runtime`) and CEL has no side effects, so each program's
-        value on it (or its error) is the same every time too, and is kept with it.
+        value on it is the same every time too, and is kept with it.
         """
         if not variables <= _PRINCIPAL_ONLY:
             return _Evaluations(act.build(principal, request, analysis, now, variables), None)
@@ -404,22 +404,13 @@ class PolicySet:
         return False
 
 
-class _Failed:
-    """A program's error, kept: its fixed summary only."""
-
-    __slots__ = ("summary",)
-
-    def __init__(self, summary: str) -> None:
-        self.summary = summary
-
-
 _UNSET = object()
 
 
 class _Evaluations:
     """Rule programs evaluated on one activation. With `memo` (an activation shared by every
-    call of a principal, see `PolicySet._evaluations`), each program's value or error is
-    computed once and kept."""
+    call of a principal, see `PolicySet._evaluations`), each program's value is computed once
+    and kept; an error is not kept (it is raised again by evaluating again)."""
 
     __slots__ = ("activation", "memo")
 
@@ -434,13 +425,7 @@ class _Evaluations:
             return rule.condition.evaluate(self.activation)
         found = memo.get((index, -1), _UNSET)
         if found is _UNSET:
-            try:
-                found = rule.condition.evaluate(self.activation)
-            except CelEvaluationError as exc:
-                found = _Failed(exc.summary)
-            memo[(index, -1)] = found
-        if isinstance(found, _Failed):
-            raise CelEvaluationError(found.summary)
+            found = memo[(index, -1)] = rule.condition.evaluate(self.activation)
         return bool(found)
 
     def row_filter(self, index: int, position: int,
@@ -452,14 +437,10 @@ class _Evaluations:
         if found is _UNSET:
             try:
                 found = filter_values(row_filter.value.evaluate(self.activation))
-            except CelEvaluationError as exc:
-                found = _Failed(exc.summary)
             except TypeError as exc:
-                found = _Failed(str(exc))
+                raise CelEvaluationError(str(exc)) from None
             if memo is not None:
                 memo[(index, position)] = found
-        if isinstance(found, _Failed):
-            raise CelEvaluationError(found.summary)
         return found  # type: ignore[return-value]
 
 
