@@ -52,6 +52,7 @@ class SyncProbe:
         self.fail_calls: set[int] = set()
         self.interrupt_calls: set[int] = set()
         self.threads: list[int] = []
+        self.delay = 0.0  # seconds each sync takes on top of the real one (a slower disk)
 
     def __call__(self, fd: int) -> None:
         self.calls += 1
@@ -63,6 +64,8 @@ class SyncProbe:
             raise OSError(errno.EIO, "Input/output error")
         if number in self.interrupt_calls:
             raise KeyboardInterrupt  # what SIGTERM raises in the proxy's main thread
+        if self.delay:
+            time.sleep(self.delay)
         REAL_SYNC(fd)
         self.synced_size = os.fstat(fd).st_size
 
@@ -169,6 +172,7 @@ def test_a_lone_synchronous_append_commits_on_its_own_thread(audit_path: Path, p
 def test_concurrent_tasks_share_syncs_and_keep_one_valid_chain(audit_path: Path, probe: SyncProbe) -> None:
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
     tasks, per_task = 32, 8
+    probe.delay = 0.002  # a disk's sync: records arriving meanwhile must wait for the next batch
 
     async def main() -> list[int]:
         async def worker(t: int) -> list[int]:
