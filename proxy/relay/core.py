@@ -5,7 +5,8 @@ request as raw params before the SDK validates or serialises anything, and answe
 dicts. The SDK keeps what it is good at: framing, the handshake (`initialize`,
 `server/discover`), cancellation and progress plumbing, Streamable HTTP sessions. On stdio,
 once the handshake is done, the fast path (`fast.py`) calls `Relay.route` directly with a
-`Call` it builds from the parsed line; both ways meet in `route`.
+`Call` it builds from the parsed line; over HTTP the fast path (`http_fast.py`) does the same
+for a POST of an initialised session; all ways meet in `route`.
 
 Routing, written down once:
 
@@ -103,9 +104,11 @@ class Call:
     request_id: str | int | None
     protocol_version: str | None
     connection: Connection
-    ctx: ServerRequestContext[Any, Any] | None = None  # None: served by the stdio fast path
-    principal: Any = None  # fast path: the configured principal (the SDK path resolves it)
+    ctx: ServerRequestContext[Any, Any] | None = None  # None: served by a fast path
+    principal: Any = None  # fast path: the caller's principal (the SDK path resolves it)
     progress: ProgressSender | None = None  # fast path: sends progress for the client's token
+    request: Any = None  # HTTP fast path: the request (its headers: session id, trace context)
+    back_channel: bool = True  # False: nothing can ask the client anything during this call
 
     @classmethod
     def of(cls, ctx: ServerRequestContext[Any, Any]) -> Call:
@@ -132,6 +135,10 @@ class Relay:
         self._fronts: dict[int, Connection] = {}  # live handshake-era front connections
         self._inflight: dict[int, list[Call]] = {}  # per connection
         self.stdio_connection: Connection | None = None  # the one front connection of a stdio proxy
+        # HTTP: each session's connection by session id, from its `initialize` until it closes
+        # (for the HTTP fast path, see http_fast.py), and who hears of the client's cancels.
+        self.http_connections: dict[str, Connection] = {}
+        self.on_client_cancelled: Callable[[Connection, Mapping[str, Any] | None], None] | None = None
         self._routes: dict[str, Callable[[Call], Awaitable[dict[str, Any]]]] = {
             "tools/call": self._tools_call,
             **{m: self._list for m in _LIST_METHODS},
@@ -149,11 +156,17 @@ class Relay:
         if method in ("initialize", "server/discover"):
             if self.transport == "stdio":
                 self.stdio_connection = _connection_of(ctx)  # for the fast path (see fast.py)
+            else:
+                self._register_http(_connection_of(ctx))
             return await call_next(ctx)  # the SDK owns the handshake; capabilities come from us
         legacy = not is_modern(ctx.protocol_version)
         if legacy and ctx.session.client_params is None and method != "ping":
             return await call_next(ctx)  # not initialised yet: the SDK answers with its error
         return await self.route(Call.of(ctx))
+
+    def routes(self, method: str) -> bool:
+        """Whether `route` has a route for `method` (anything else is METHOD_NOT_FOUND)."""
+        return method in self._routes
 
     async def route(self, call: Call) -> dict[str, Any]:
         """Answer one request of an initialised (or modern) front connection."""
@@ -166,6 +179,8 @@ class Relay:
 
     async def _client_notification(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> None:
         await call_next(ctx)  # initialized / cancelled bookkeeping stays with the SDK
+        if ctx.method == "notifications/cancelled" and self.on_client_cancelled is not None:
+            self.on_client_cancelled(_connection_of(ctx), ctx.params)  # a fast-path call it may name
         if ctx.method in _FORWARDED_CLIENT_NOTIFICATIONS and not self.upstream.modern:
             await self.upstream.notify(ctx.method, rebuild_params(ctx.params, upstream_modern=False))
 
@@ -182,8 +197,9 @@ class Relay:
                 raise MCPError(code=INVALID_REQUEST, message=str(exc) or "not authenticated") from None
         session_id = None
         meta = trace_meta(call.params)
-        if ctx is not None and ctx.request is not None:
-            headers = getattr(ctx.request, "headers", {})
+        request = ctx.request if ctx is not None else call.request
+        if request is not None:
+            headers = getattr(request, "headers", {})
             session_id = headers.get("mcp-session-id")
             if "traceparent" not in meta:  # over HTTP the trace context may come as headers instead
                 meta = {k: headers[k] for k in FORWARDED_META_KEYS if isinstance(headers.get(k), str)}
@@ -327,6 +343,12 @@ class Relay:
 
     # -- front connections (for upstream-initiated traffic) ------------------------------------
 
+    def _register_http(self, conn: Connection) -> None:
+        sid = conn.session_id
+        if sid is not None and sid not in self.http_connections:
+            self.http_connections[sid] = conn
+            conn.exit_stack.callback(self.http_connections.pop, sid, None)
+
     def _register(self, conn: Connection) -> None:
         key = id(conn)
         if key not in self._fronts:
@@ -366,6 +388,8 @@ class Relay:
         conn = call.connection if call is not None else next(iter(self._fronts.values()))
         if not conn.check_capability(capability):
             raise MCPError(code=INVALID_REQUEST, message=f"the client does not support {method}")
+        if call is not None and not call.back_channel:
+            raise MCPError(code=INVALID_REQUEST, message=f"the client's protocol cannot carry {method}")
         data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
         return await conn.send_raw_request(method, data.get("params"))
 

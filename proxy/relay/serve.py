@@ -5,6 +5,8 @@ Its speed comes from choices that leave that app as it is: uvicorn's httptools p
 installed (the `fast` extra; h11 otherwise), no access log, uvloop as the event loop when
 installed (`loop_options`, for `anyio.run`), and, when the operator opts in, one JSON body per
 answer instead of an SSE stream (`HTTP_RESPONSES_ENV`; see `http_app` for what that gives up).
+In front of that app (inside the authentication) the fast path answers the plain requests of
+initialised sessions itself (`http_fast.py`; `HTTP_FAST_PATH_ENV=off` turns it off).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp
 from pgwarden.proxy.pipeline.gate import Gate
 from pgwarden.proxy.relay.core import PrincipalResolver, Relay
 from pgwarden.proxy.relay.fast import StdioFastPath
+from pgwarden.proxy.relay.http_fast import HttpFastPath
 from pgwarden.proxy.relay.server import RelayServer
 from pgwarden.proxy.relay.stdio_front import Emit, stdio_front
 from pgwarden.proxy.relay.upstream import Upstream, UpstreamSpec
@@ -33,6 +36,9 @@ logger = logging.getLogger(__name__)
 HTTP_RESPONSES_ENV = "PGWARDEN_HTTP_RESPONSES"
 """`sse` (the default) or `json`: how the HTTP front answers a request POST (see `http_app`)."""
 HttpResponses = Literal["sse", "json"]
+HTTP_FAST_PATH_ENV = "PGWARDEN_HTTP_FAST_PATH"
+"""`on` (the default) or `off`: whether the HTTP front's fast path runs (`off`: every request
+goes through the SDK's Streamable HTTP machinery; see `http_fast.py`)."""
 
 
 class UpstreamStartError(RuntimeError):
@@ -153,6 +159,41 @@ def http_responses(value: str | None = None) -> HttpResponses:
     raise ValueError(f"{HTTP_RESPONSES_ENV} is sse or json, not {chosen!r}")
 
 
+def http_fast_path_enabled() -> bool:
+    """Whether the HTTP front's fast path runs: on unless `$PGWARDEN_HTTP_FAST_PATH` is `off`.
+    Anything but `on` or `off` is refused (ValueError), not guessed."""
+    chosen = os.environ.get(HTTP_FAST_PATH_ENV, "").strip().lower()
+    if chosen in ("", "on"):
+        return True
+    if chosen == "off":
+        return False
+    raise ValueError(f"{HTTP_FAST_PATH_ENV} is on or off, not {chosen!r}")
+
+
+def http_front(
+    server: RelayServer,
+    *,
+    path: str = "/mcp",
+    host: str = "127.0.0.1",
+    wrap: Any = None,
+    json_response: bool = False,
+    fast_path: bool | None = None,
+) -> tuple[ASGIApp, HttpFastPath | None]:
+    """The whole HTTP front as served: the SDK's app (`http_app`), the fast path in front of it
+    (unless `fast_path` is False; None: `http_fast_path_enabled()`), and `wrap` (the
+    authentication) around both. Returns the app and the fast path layer."""
+    app: ASGIApp = http_app(
+        server, path=path, host=host, checks_origin=wrap is not None, json_response=json_response
+    )
+    fast: HttpFastPath | None = None
+    if fast_path if fast_path is not None else http_fast_path_enabled():
+        fast = HttpFastPath(app, server.relay, server.session_manager, path=path)
+        app = fast
+    if wrap is not None:
+        app = wrap(app)
+    return app, fast
+
+
 def loop_options(transport: str = "http") -> dict[str, Any]:
     """`backend_options` for `anyio.run` of a proxy on `transport`: uvloop for the HTTP front
     when it is installed (measured: less CPU and latency per call there; no gain on stdio)."""
@@ -196,6 +237,7 @@ async def serve_http(
     `wrap` (an ASGI middleware factory, e.g. the bearer-token authentication) wraps the app and
     takes over the Host/Origin checks. `responses` (default: `http_responses()`, so `sse`
     unless `$PGWARDEN_HTTP_RESPONSES` says `json`) picks SSE streams or JSON bodies (`http_app`).
+    The fast path runs unless `$PGWARDEN_HTTP_FAST_PATH` is `off` (`http_front`).
     """
     json_response = http_responses(responses) == "json"
     upstream, _relay, server = build(
@@ -206,11 +248,7 @@ async def serve_http(
         errlog=errlog,
         forward_upstream_logs=forward_upstream_logs,
     )
-    app: ASGIApp = http_app(
-        server, path=path, host=host, checks_origin=wrap is not None, json_response=json_response
-    )
-    if wrap is not None:
-        app = wrap(app)
+    app, _fast = http_front(server, path=path, host=host, wrap=wrap, json_response=json_response)
     web = uvicorn.Server(uvicorn_config(app, host=host, port=port))
     async with anyio.create_task_group() as tg:
         await _start_upstream(tg, upstream, on_connected)
