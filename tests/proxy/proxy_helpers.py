@@ -128,12 +128,32 @@ def http_process(args: list[str], *, port: int, log: Path) -> Iterator[str]:
             wait_for_port(port, process, log)
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def rpc_answer(response: Any) -> dict[str, Any]:
+    """The JSON-RPC answer in an HTTP response, whether a JSON body or an SSE stream."""
+    kind = response.headers.get("content-type", "")
+    if kind.startswith("application/json"):
+        answer: dict[str, Any] = response.json()
+        return answer
+    assert kind.startswith("text/event-stream"), kind
+    for line in response.text.splitlines():
+        if line.startswith("data:") and line[5:].strip():
+            data: dict[str, Any] = json.loads(line[5:])
+            if "id" in data:
+                return data
+    raise AssertionError(f"no answer in the stream: {response.text[:500]}")
 
 
 def result_text(result: CallToolResult) -> str:

@@ -30,7 +30,8 @@ import pytest
 import yaml
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
-from proxy_helpers import TEST_UPSTREAM, child_env, free_port, wait_for_port
+from proxy_helpers import TEST_UPSTREAM, child_env, free_port, stop_process, wait_for_port
+from proxy_helpers import rpc_answer as _answer
 
 from pgwarden.proxy.auth.api_keys import hash_api_key
 from pgwarden.proxy.relay.serve import (
@@ -133,12 +134,7 @@ def _started(args: list[str], *, port: int, log: Path, env: dict[str, str]) -> I
             wait_for_port(port, process, log, timeout=60)
             yield Running(f"http://127.0.0.1:{port}/mcp", log)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -225,21 +221,6 @@ INITIALIZE = _message(
     "initialize",
     {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "fast-test", "version": "0"}},
 )
-
-
-def _answer(response: httpx2.Response) -> dict[str, Any]:
-    """The JSON-RPC answer in a response, whether a JSON body or an SSE stream."""
-    kind = response.headers.get("content-type", "")
-    if kind.startswith("application/json"):
-        answer: dict[str, Any] = response.json()
-        return answer
-    assert kind.startswith("text/event-stream"), kind
-    for line in response.text.splitlines():
-        if line.startswith("data:") and line[5:].strip():
-            data: dict[str, Any] = json.loads(line[5:])
-            if "id" in data:
-                return data
-    raise AssertionError(f"no answer in the stream: {response.text[:500]}")
 
 
 async def _open_session(http: httpx2.AsyncClient, url: str, key: str) -> str:

@@ -29,6 +29,7 @@ import pytest
 import uvicorn
 from mcp_types import CONNECTION_CLOSED
 from proxy_helpers import TEST_UPSTREAM, free_port
+from proxy_helpers import rpc_answer as _answer
 
 from pgwarden.proxy.auth import AuthMiddleware, require_principal
 from pgwarden.proxy.auth.api_keys import hash_api_key
@@ -277,20 +278,6 @@ async def _open_session(
 def _headers(key: str | None, session: str) -> dict[str, str]:
     headers = {**ACCEPT, **_auth(key), "mcp-session-id": session, "mcp-protocol-version": PROTOCOL}
     return {k.lower(): v for k, v in headers.items()}
-
-
-def _answer(response: httpx2.Response) -> dict[str, Any]:
-    kind = response.headers.get("content-type", "")
-    if kind.startswith("application/json"):
-        answer: dict[str, Any] = response.json()
-        return answer
-    assert kind.startswith("text/event-stream"), kind
-    for line in response.text.splitlines():
-        if line.startswith("data:") and line[5:].strip():
-            data: dict[str, Any] = json.loads(line[5:])
-            if "id" in data:
-                return data
-    raise AssertionError(f"no answer in the stream: {response.text[:500]}")
 
 
 def _shape(response: httpx2.Response, session: str) -> tuple[int, list[tuple[str, str]], str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import yaml
-from proxy_helpers import child_env, free_port, wait_for_port
+from proxy_helpers import child_env, free_port, stop_process, wait_for_port
 
 from pgwarden.proxy.relay.serve import HTTP_RESPONSES_ENV
 
@@ -56,12 +56,7 @@ def _proxy(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -
             wait_for_port(port, process, log, timeout=60)
             yield url, process.pid
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _upstream(reader_dsn: str) -> list[str]:
