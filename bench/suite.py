@@ -418,8 +418,9 @@ def analysis(results: dict[str, Any]) -> str:
         bullets.append(
             "- **HTTP answers.** By default the proxy answers each call as an SSE stream (which carries "
             "the upstream's progress and its requests to the client during the call); the MCP SDK's client "
-            "leaves such a stream unread to its end, so it opens a new connection per call, and the SDK's "
-            "SSE machinery runs per call. The proxy added "
+            "leaves such a stream unread to its end, so it opens a new connection per call, to the proxy "
+            "and to the server alike. An initialised session's plain requests are answered by the proxy's "
+            "HTTP fast path (`proxy/relay/http_fast.py`), not the SDK's transport machinery. The proxy added "
             + " and ".join(f"{_ms(sse[w])} to `{w}`" for w in e2e.LEARNED_WORKLOADS)
             + " that way (against the server answering with SSE streams too); with JSON answers "
             "(`--http-responses json`), against the server also answering with JSON bodies, "
