@@ -159,28 +159,18 @@ def build_targets(
             )
         # Streamable HTTP front; the proxies and relays reach the server over stdio.
         if up == T.PGWARDEN_SERVER:
-            port = T.free_port()
-            out.append(
-                T.Target(
-                    DIRECT,
-                    up,
-                    "http",
-                    (*server, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
-                    port=port,
+            for label, env in ((DIRECT, {}), (DIRECT_JSON, JSON_ANSWERS_ENV)):
+                port = T.free_port()
+                out.append(
+                    T.Target(
+                        label,
+                        up,
+                        "http",
+                        (*server, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
+                        port=port,
+                        env=dict(env),
+                    )
                 )
-            )
-        if up == T.PGWARDEN_SERVER:
-            port = T.free_port()
-            out.append(
-                T.Target(
-                    DIRECT_JSON,
-                    up,
-                    "http",
-                    (*server, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
-                    port=port,
-                    env=JSON_ANSWERS_ENV,
-                )
-            )
         if include_mcp_proxy:
             port = T.free_port()
             out.append(T.Target(MCP_PROXY, up, "http", tuple(T.mcp_proxy_command(server, port)), port=port))

@@ -151,23 +151,22 @@ def http_app(
 def http_responses(value: str | None = None) -> HttpResponses:
     """How the HTTP front answers: `value`, else `$PGWARDEN_HTTP_RESPONSES`, else `sse`.
     Anything but `sse` or `json` is refused (ValueError), not guessed."""
-    chosen = (value if value is not None else os.environ.get(HTTP_RESPONSES_ENV, "")).strip().lower()
-    if chosen in ("", "sse"):
-        return "sse"
-    if chosen == "json":
-        return "json"
-    raise ValueError(f"{HTTP_RESPONSES_ENV} is sse or json, not {chosen!r}")
+    return "json" if _switch(HTTP_RESPONSES_ENV, ("sse", "json"), value) == "json" else "sse"
 
 
 def http_fast_path_enabled() -> bool:
     """Whether the HTTP front's fast path runs: on unless `$PGWARDEN_HTTP_FAST_PATH` is `off`.
     Anything but `on` or `off` is refused (ValueError), not guessed."""
-    chosen = os.environ.get(HTTP_FAST_PATH_ENV, "").strip().lower()
-    if chosen in ("", "on"):
-        return True
-    if chosen == "off":
-        return False
-    raise ValueError(f"{HTTP_FAST_PATH_ENV} is on or off, not {chosen!r}")
+    return _switch(HTTP_FAST_PATH_ENV, ("on", "off")) == "on"
+
+
+def _switch(name: str, choices: tuple[str, str], value: str | None = None) -> str:
+    """`value`, else `$name`, lower-cased; empty means the first choice. Anything not among
+    `choices` is refused (ValueError), not guessed."""
+    chosen = (value if value is not None else os.environ.get(name, "")).strip().lower() or choices[0]
+    if chosen not in choices:
+        raise ValueError(f"{name} is {' or '.join(choices)}, not {chosen!r}")
+    return chosen
 
 
 def http_front(
