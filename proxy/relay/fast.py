@@ -154,13 +154,7 @@ class StdioFastPath:
         answer: dict[str, Any] | None = None
         try:
             with state.scope:
-                try:
-                    answer = {"jsonrpc": "2.0", "id": rid, "result": await self._relay.route(call)}
-                except MCPError as exc:
-                    answer = _error(rid, exc.error.model_dump(mode="json", exclude_unset=True))
-                except Exception:
-                    logger.exception("the relay failed on %s", call.method)
-                    answer = _error(rid, {"code": INTERNAL_ERROR, "message": "Internal error"})
+                answer = await routed_answer(self._relay, call, rid)
         finally:
             if self._inflight.get(key) is state:
                 del self._inflight[key]
@@ -169,7 +163,7 @@ class StdioFastPath:
         if answer is None:
             # Cancelled, not by the client: the proxy is shutting down. Answer so the client
             # is not left waiting.
-            answer = _error(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
+            answer = error_answer(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
             with anyio.move_on_after(_SHUTDOWN_WRITE_TIMEOUT_S, shield=True):
                 await _quietly(self._emit, encode(answer))
             return
@@ -182,7 +176,20 @@ class _InFlight:
     peer_cancelled: bool = False
 
 
-def _error(rid: str | int, error: dict[str, Any]) -> dict[str, Any]:
+async def routed_answer(relay: Relay, call: Call, rid: str | int) -> dict[str, Any]:
+    """The JSON-RPC answer to request `rid`: the relay's result, or its failure mapped as the
+    SDK's dispatcher maps a handler's (`MCPError` as is, anything else an internal error)."""
+    try:
+        return {"jsonrpc": "2.0", "id": rid, "result": await relay.route(call)}
+    except MCPError as exc:
+        return error_answer(rid, exc.error.model_dump(mode="json", exclude_unset=True))
+    except Exception:
+        logger.exception("the relay failed on %s", call.method)
+        return error_answer(rid, {"code": INTERNAL_ERROR, "message": "Internal error"})
+
+
+def error_answer(rid: str | int, error: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC error answer to request `rid`."""
     return {"jsonrpc": "2.0", "id": rid, "error": error}
 
 

@@ -52,13 +52,13 @@ from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.dispatcher import coerce_request_id
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY
+from mcp_types import CONNECTION_CLOSED, PROTOCOL_VERSION_META_KEY
 from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgwarden.proxy.relay.core import Call, Relay
+from pgwarden.proxy.relay.fast import error_answer, routed_answer
 from pgwarden.proxy.relay.wire import is_modern
 
 logger = logging.getLogger(__name__)
@@ -184,17 +184,11 @@ class HttpFastPath:
         answer: dict[str, Any] | None = None
         try:
             with state.scope:
-                try:
-                    answer = {"jsonrpc": "2.0", "id": rid, "result": await self.relay.route(call)}
-                except MCPError as exc:
-                    answer = _error(rid, exc.error.model_dump(mode="json", exclude_unset=True))
-                except Exception:
-                    logger.exception("the relay failed on %s", call.method)
-                    answer = _error(rid, {"code": INTERNAL_ERROR, "message": "Internal error"})
+                answer = await routed_answer(self.relay, call, rid)
         except BaseException:
             # This request's own task is cancelled (the server is going down): answer if we can.
             with anyio.move_on_after(_SHUTDOWN_WRITE_TIMEOUT_S, shield=True):
-                closed = _error(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
+                closed = error_answer(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
                 await _quietly(self._respond(send, taken.session_id, closed))
             raise
         finally:
@@ -205,9 +199,9 @@ class HttpFastPath:
         if state.disconnected:
             return  # nobody to answer
         if state.peer_cancelled:
-            answer = _error(rid, {"code": REQUEST_CANCELLED, "message": "Request cancelled"})
+            answer = error_answer(rid, {"code": REQUEST_CANCELLED, "message": "Request cancelled"})
         elif answer is None:  # cancelled because its session ended
-            answer = _error(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
+            answer = error_answer(rid, {"code": CONNECTION_CLOSED, "message": "Connection closed"})
         await _quietly(self._respond(send, taken.session_id, answer))
 
     async def _respond(self, send: Send, session_id: str, answer: Mapping[str, Any]) -> None:
@@ -390,10 +384,6 @@ def _is_plain_request(message: Any, relay: Relay) -> bool:
     if meta is None:
         return True
     return type(meta) is dict and PROTOCOL_VERSION_META_KEY not in meta and meta.get("progressToken") is None
-
-
-def _error(rid: str | int, error: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "error": error}
 
 
 async def _quietly(sending: Any) -> None:
