@@ -36,10 +36,9 @@ from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY
-from pydantic_core import to_json
 
 from pgwarden.proxy.relay.core import Call, ProgressSender, Relay
-from pgwarden.proxy.relay.wire import is_modern
+from pgwarden.proxy.relay.wire import encode_line, is_modern
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ _SHUTDOWN_WAIT_S = 2.0
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """One JSON-RPC line (NaN/Infinity as null, as the SDK's envelope models write them)."""
-    return to_json(message, inf_nan_mode="null") + b"\n"
+    return encode_line(message)
 
 
 class StdioFastPath:

@@ -43,7 +43,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 from opentelemetry.propagate import inject
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
+
+from pgwarden.proxy.relay.wire import encode_line
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +313,7 @@ def _is_result(body: dict[str, Any]) -> bool:
 
 def _encode(message: dict[str, Any]) -> bytes:
     # NaN/Infinity as null, as the SDK's envelope models serialise them
-    return to_json(message, inf_nan_mode="null") + b"\n"
+    return encode_line(message)
 
 
 def _error_of(body: dict[str, Any]) -> MCPError:
