@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pgwarden.proxy.guard.model import Mask
-from pgwarden.proxy.results.formats import ResultFormat, read_rows
+from pgwarden.proxy.results.formats import ResultFormat, count_rows, read_rows
 from pgwarden.proxy.results.masks import enforce_value
 
 JSON = dict[str, object]
@@ -49,6 +49,13 @@ def filter_result(result: dict[str, object], plan: ResultPlan) -> Filtered:
     """Apply `plan` to a tool result (see the module docstring)."""
     if result.get("isError") is True or plan.format == "opaque":
         return Filtered(result)
+    if not plan.masks and plan.format == "pgwarden":
+        # Nothing to mask: only the row count matters, and rows within the cap pass as they are.
+        count = count_rows(result, plan.format)
+        if count is None:
+            return Filtered(result)
+        if plan.row_cap is None or count <= plan.row_cap:
+            return Filtered(result, rows=count, verified=True)
     table = read_rows(result, plan.format, rows_path=plan.rows_path)
     if table is None:
         return Filtered(result)

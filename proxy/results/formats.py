@@ -75,7 +75,9 @@ def read_rows(result: dict[str, Any], fmt: ResultFormat, *, rows_path: tuple[str
     return None
 
 
-def _read_pgwarden(result: dict[str, Any]) -> Table | None:
+def _pgwarden_parts(result: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[list[Any]]] | None:
+    """pgwarden's structured content, its column names and its rows (lists), or None when the
+    result does not have that shape."""
     sc = result.get("structuredContent")
     if not isinstance(sc, dict):
         return None
@@ -85,6 +87,24 @@ def _read_pgwarden(result: dict[str, Any]) -> Table | None:
     names: list[str] = [c["name"] for c in columns if isinstance(c, dict) and isinstance(c.get("name"), str)]
     if len(names) != len(columns) or not all(isinstance(r, list) for r in rows):
         return None
+    return sc, names, rows
+
+
+def count_rows(result: dict[str, Any], fmt: ResultFormat) -> int | None:
+    """How many rows `read_rows(result, fmt)` would read, without building them, for the
+    formats that need no parsing to tell (`pgwarden`); None otherwise, or when `result` does
+    not have the format's shape (as `read_rows` would say)."""
+    if fmt == "pgwarden":
+        parts = _pgwarden_parts(result)
+        return None if parts is None else len(parts[2])
+    return None
+
+
+def _read_pgwarden(result: dict[str, Any]) -> Table | None:
+    parts = _pgwarden_parts(result)
+    if parts is None:
+        return None
+    sc, names, rows = parts
     as_dicts = [dict(zip(names, r, strict=False)) for r in rows]
 
     def write(new_rows: list[Row]) -> dict[str, Any]:
