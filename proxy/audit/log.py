@@ -22,6 +22,15 @@ committed on the event loop: see `append_async`). The chain order is the file or
 assigns sequence numbers, in the order it writes. A record is reported written exactly when it
 is durably in the chain: a batch (or the part of it after a rotation) whose write or sync fails
 is cut off the file again and every waiter of it gets the error.
+
+Calls forwarded upstream (`intend`, see `pgwarden.proxy.audit.journal`): a strict log journals
+the decision of such a call before it is forwarded and makes that line durable on the writer
+thread while the upstream works; the call's record is then written before the answer but
+synced in the background (`append_async(..., intent=...)`), so the disk's sync is no longer on
+the call's path. The guarantee becomes: no answer leaves before its decision is durable; the
+record with the outcome follows within one sync. A failed background sync leaves records whose
+durability is unknown: the log then refuses every further record (every call is denied) until
+the proxy is restarted, and the journal still holds those decisions for the next start.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -43,6 +54,18 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from pgwarden.proxy.audit.journal import (
+    OUTCOME_LOST,
+    OUTCOME_LOST_TEXT,
+    Intent,
+    JournalError,
+    header_line,
+    intent_line,
+    journal_path,
+    read_journal,
+    records_newest_first,
+    void_line,
+)
 from pgwarden.proxy.audit.record import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -112,6 +135,12 @@ virtual machine makes slow), and the loop has no other request to serve meanwhil
 of a new shape keeps the loop as long. A slower disk sends every record to the writer thread
 until syncs are fast again."""
 _SYNC_WEIGHT = 0.25  # weight of the newest sync in the moving average
+CHAIN_SYNC_DELAY_S = 0.05
+"""How long journaled calls' records may wait for their sync: one sync then covers every record
+written meanwhile (their decisions are durable in the journal already)."""
+JOURNAL_TRIM_BYTES = 1024 * 1024
+"""The journal is emptied once it is this large and every intent in it has its durable record."""
+_OUTCOME_FIELDS = ("rows", "truncated", "is_error", "duration_us")  # not known when journaling
 
 _second_text: tuple[int, str] = (-1, "")  # one tuple, replaced whole: safe across threads
 
@@ -131,10 +160,13 @@ class _Waiter:
     """One record on its way into the log, and how its caller is woken: a thread waits on a
     held lock, a task on a future of its event loop."""
 
-    __slots__ = ("_lock", "entry", "error", "future", "loop", "record")
+    __slots__ = ("_lock", "entry", "error", "future", "intent", "loop", "record")
 
-    def __init__(self, entry: AuditEntry, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, entry: AuditEntry, loop: asyncio.AbstractEventLoop | None = None, intent: Intent | None = None
+    ) -> None:
         self.entry = entry
+        self.intent = intent  # a journaled call's record: carries the intent's id
         self.record: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.loop = loop
@@ -211,6 +243,19 @@ class AuditLog:
         self._seq = 0
         self._last_hash = GENESIS_HASH
         self._opened = False
+        # The decision journal (strict only). Intent ids are unique per instance and start.
+        self._journal_path = journal_path(self.path)
+        self._journal_fd: int | None = None
+        self._journal_size = 0
+        self._journal_queue: list[Intent] = []  # written, waiting for the writer's sync
+        self._open_intents: set[str] = set()  # journaled, record not yet durable in the chain
+        self._lazy_ids: list[str] = []  # intents whose record is written but not yet synced
+        self._chain_dirty = False  # records written and not yet synced (journaled calls')
+        self._chain_due = 0.0  # monotonic time by which the writer syncs them
+        self._chain_news = False  # they became dirty since the writer last looked
+        self._broken: AuditWriteError | None = None
+        self._intent_prefix = secrets.token_hex(4)
+        self._intent_numbers = itertools.count(1)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -245,7 +290,82 @@ class AuditLog:
         self._size = os.fstat(self._fd).st_size
         if created and self.strict:
             self._sync_directory()  # the new file's name is as durable as its records
+        if self._journal_fd is None:  # first open (not a reopen after a failed write)
+            self._recover_journal()
+            if self.strict:
+                self._start_journal()
         self._opened = True
+
+    def _recover_journal(self) -> None:
+        """Append a record for every journaled decision whose record the chain lacks (the
+        process stopped between the two), then empty the journal. Holds the committer role."""
+        try:
+            contents = read_journal(self._journal_path)
+        except JournalError as exc:
+            raise AuditWriteError(f"{exc}; move it aside after checking it") from None
+        if contents is None:
+            return
+        missing = {intent.id for intent in contents.intents}
+        if missing:
+            for found in records_newest_first(chain_files(self.path)):
+                seq = found.get("seq")
+                if isinstance(seq, int) and seq <= contents.after_seq:
+                    break
+                missing.discard(str(found.get("intent")))
+                if not missing:
+                    break
+        lines: list[bytes] = []
+        seq, last_hash, size = self._seq, self._last_hash, self._size
+        for intent in contents.intents:
+            if intent.id not in missing:
+                continue
+            record: dict[str, Any] = {
+                "v": FORMAT_VERSION,
+                "instance_id": self.instance_id,
+                "seq": seq + 1,
+                "ts": _now(),
+                **intent.entry,
+                **dict.fromkeys(_OUTCOME_FIELDS),  # unknown
+                "reason_code": OUTCOME_LOST,
+                "reason": OUTCOME_LOST_TEXT.format(ts=intent.ts),
+                "intent": intent.id,
+                "prev_hash": last_hash,
+            }
+            digest, line = seal(record)
+            lines.append(line)
+            size += len(line)
+            seq, last_hash = seq + 1, digest
+        if lines:
+            log.warning("audit: %d journaled call(s) had no record; recorded now", len(lines))
+            self._write_durably(lines, size, seq, last_hash, sync=True)
+        with open(self._journal_path, "r+b") as f:  # every intent is in the chain now
+            f.truncate(0)
+            os.fsync(f.fileno())
+
+    def _start_journal(self) -> None:
+        fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            header = header_line(self._seq)
+            os.write(fd, header)
+            size = len(header)
+        self._journal_fd, self._journal_size = fd, size
+
+    def _ensure_open(self) -> None:
+        """Open the log (and recover its journal) now, taking the committer role to do it."""
+        if self._opened:
+            return
+        with self._lock:
+            while self._committing:
+                self._lock.wait()
+            if self._opened:
+                return
+            self._committing = True
+        try:
+            self._open()
+        finally:
+            with self._lock:
+                self._hand_back_locked()
 
     def _resume_from(self, line: bytes, source: Path) -> None:
         try:
@@ -279,17 +399,145 @@ class AuditLog:
         self._size = 0
         self._sync_directory()
 
+    # -- journaling -------------------------------------------------------------------------
+
+    def intend(self, entry: AuditEntry) -> Intent | None:
+        """Journal the decision in `entry` of a call about to be forwarded (strict logs; None
+        otherwise). The line is written now and made durable by the writer thread; the call's
+        record must then be appended with this intent. Raises `AuditWriteError` (deny the call)
+        when the line cannot be written."""
+        if not self.strict:
+            return None
+        try:
+            self._ensure_open()
+        except OSError as exc:
+            raise AuditWriteError(f"cannot open the audit log: {exc.strerror or type(exc).__name__}") from exc
+        body = entry.to_json()
+        for name in _OUTCOME_FIELDS:
+            body.pop(name, None)
+        with self._lock:
+            if self._broken is not None:
+                raise AuditWriteError(str(self._broken))
+            fd = self._journal_fd
+            if fd is None:
+                raise AuditWriteError("the decision journal is not open")
+            intent = Intent(f"{self._intent_prefix}.{next(self._intent_numbers)}")
+            line = intent_line(intent.id, _now(), body)
+            try:
+                data = memoryview(line)
+                while data:
+                    data = data[os.write(fd, data):]
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._journal_size)  # no torn line before the next one
+                raise AuditWriteError(
+                    f"cannot journal the decision: {exc.strerror or type(exc).__name__}") from exc
+            self._journal_size += len(line)
+            self._open_intents.add(intent.id)
+            self._journal_queue.append(intent)
+        try:
+            # Wake the writer once the caller's task yields (it is about to forward the call):
+            # woken now, the writer would contend for the GIL with the forwarding itself.
+            asyncio.get_running_loop().call_soon(self._wake_writer)
+        except RuntimeError:  # not on an event loop
+            self._wake_writer()
+        return intent
+
+    def _wake_writer(self) -> None:
+        with self._lock:
+            self._start_writer_locked()
+            self._work.notify()
+
+    def _sync_journal(self, intents: list[Intent]) -> None:
+        """On the writer thread: make the journal lines of `intents` durable, then settle them."""
+        error: BaseException | None = None
+        fd = self._journal_fd
+        try:
+            if fd is None:
+                raise AuditWriteError("the decision journal is not open")
+            _SYNC(fd)
+        except OSError as exc:
+            cause = exc.strerror or type(exc).__name__
+            error = AuditWriteError(f"cannot make the decision journal durable: {cause}")
+        except AuditWriteError as exc:
+            error = exc
+        for intent in intents:
+            intent.settle(error)
+
+    def _settle(self, ids: list[str]) -> None:
+        """These intents' records are durable; empty the journal if it is big and all settled.
+        Holds the committer role (the chain's `seq` is the journal's new starting point)."""
+        with self._lock:
+            self._open_intents.difference_update(ids)
+            fd = self._journal_fd
+            if fd is None or self._open_intents or self._journal_size <= JOURNAL_TRIM_BYTES:
+                return
+            try:
+                os.ftruncate(fd, 0)
+                header = header_line(self._seq)
+                os.write(fd, header)
+                self._journal_size = len(header)
+            except OSError:
+                log.warning("audit: the decision journal could not be emptied; it keeps growing")
+
+    def _void(self, intent: Intent) -> None:
+        """The call of `intent` has no record and was denied: the journal says so (best
+        effort), so a restart does not record it as a call whose outcome was lost."""
+        with self._lock:
+            self._open_intents.discard(intent.id)
+            fd = self._journal_fd
+            if fd is None:
+                return
+            line = void_line(intent.id)
+            try:
+                os.write(fd, line)
+                self._journal_size += len(line)
+            except OSError:
+                pass
+
+    def _sync_chain(self) -> None:
+        """On the writer thread (committer role): sync the records written without a sync."""
+        if not self._chain_dirty or self._fd is None:
+            self._chain_dirty = False
+            return
+        if self._chain_due > time.monotonic():
+            return  # not yet: the writer comes back for it
+        try:
+            _SYNC(self._fd)
+        except OSError as exc:
+            self._break(exc)
+            return
+        ids, self._lazy_ids = self._lazy_ids, []
+        self._chain_dirty = False
+        self._settle(ids)
+
+    def _break(self, exc: BaseException) -> None:
+        """Records already answered may not be durable: refuse every further record."""
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        self._chain_dirty = False
+        with self._lock:
+            self.failures += 1
+            self._broken = AuditWriteError(
+                f"the audit log could not make its records durable ({cause}); every call is denied "
+                f"until pgwarden is restarted; {self._journal_path.name} keeps the decisions answered")
+        log.error("audit log broken: %s", self._broken)
+
     # -- appending --------------------------------------------------------------------------
 
-    def append(self, entry: AuditEntry) -> dict[str, Any] | None:
+    def append(self, entry: AuditEntry, *, intent: Intent | None = None) -> dict[str, Any] | None:
         """Write one record for `entry` and return it (None if it was dropped, strict off).
 
         Strict: returns only once the record is durable; raises `AuditWriteError` otherwise,
         leaving the chain as it was (a partly written batch is cut off again). Commits on the
         calling thread when no commit is under way, else waits for the writer's next batch.
         """
-        waiter = _Waiter(entry)
+        if intent is not None and not intent.done:
+            self._wake_writer()  # its wake-up may still sit in the (now blocked) loop's queue
+            intent.wait()
+        waiter = _Waiter(entry, intent=intent)
         with self._lock:
+            if self._broken is not None:
+                raise AuditWriteError(str(self._broken))
             self._pending.append(waiter)
             inline = not self._committing
             if inline:
@@ -299,7 +547,9 @@ class AuditLog:
         waiter.wait()
         return self._outcome(waiter)
 
-    async def append_async(self, entry: AuditEntry, *, alone: bool = False) -> dict[str, Any] | None:
+    async def append_async(
+        self, entry: AuditEntry, *, alone: bool = False, intent: Intent | None = None
+    ) -> dict[str, Any] | None:
         """`append` for event loops: the loop is not kept waiting for a slow disk.
 
         Strict: the record joins the writer thread's next batch and this task waits (shielded
@@ -308,17 +558,26 @@ class AuditLog:
         under way and syncs averaging under `INLINE_SYNC_BUDGET_S`, the record is committed
         on the loop itself instead: two thread hand-offs cost more than such a sync. Not
         strict: nothing waits for the disk, so the record is written on the spot.
+
+        With the `intent` of a journaled call: waits until the journal line is durable (raising
+        `AuditWriteError` if it could not be made so), then writes the record (on the loop when
+        no commit is under way) and returns without waiting for its sync.
         """
         if not self.strict:
             return self.append(entry)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # another event loop library: a worker thread per record
-            return await anyio.to_thread.run_sync(self.append, entry)
-        inline = _Waiter(entry)
+            return await anyio.to_thread.run_sync(lambda: self.append(entry, intent=intent))
+        if intent is not None:
+            with anyio.CancelScope(shield=True):
+                await intent.wait_async()
+        inline = _Waiter(entry, intent=intent)
         with self._lock:
-            here = alone and not self._committing and not self._pending and (
-                self._sync_seconds is not None and self._sync_seconds < INLINE_SYNC_BUDGET_S)
+            if self._broken is not None:
+                raise AuditWriteError(str(self._broken))
+            here = not self._committing and not self._pending and (intent is not None or (alone and (
+                self._sync_seconds is not None and self._sync_seconds < INLINE_SYNC_BUDGET_S)))
             if here:
                 self._committing = True
                 self._pending.append(inline)
@@ -326,7 +585,7 @@ class AuditLog:
             self._commit_as_caller()
             inline.wait()  # already released by the commit
             return self._outcome(inline)
-        waiter = _Waiter(entry, loop)
+        waiter = _Waiter(entry, loop, intent)
         with self._lock:
             self._pending.append(waiter)
             if not self._committing:
@@ -341,6 +600,8 @@ class AuditLog:
         """What `append` returns or raises for a released waiter (on the caller's side)."""
         exc = waiter.error
         if exc is not None:
+            if waiter.intent is not None:
+                self._void(waiter.intent)
             if not isinstance(exc, (OSError, AuditWriteError)):
                 raise exc  # not an I/O failure (an entry that cannot be encoded): a bug, surface it
             with self._lock:
@@ -374,7 +635,8 @@ class AuditLog:
         self._committing = False
         if self._stopping:
             self._work.notify_all()  # a stopping writer waits for the role to exit
-        elif self._pending:
+        elif self._pending or self._chain_news:
+            self._chain_news = False
             self._start_writer_locked()
             self._work.notify()
         self._lock.notify_all()  # `flush` and `close` wait for the role to be given back
@@ -392,14 +654,32 @@ class AuditLog:
     def _writer_main(self) -> None:
         while True:
             with self._lock:
-                while self._committing or not self._pending:
+                while True:
+                    if self._journal_queue or (not self._committing and self._pending):
+                        break
+                    if not self._committing and self._chain_dirty:
+                        wait = self._chain_due - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._work.wait(wait)
+                        continue
                     if self._stopping and not self._committing and not self._pending:
                         return
                     self._work.wait()
-                self._committing = True
-                batch, self._pending = self._pending, []
+                intents, self._journal_queue = self._journal_queue, []
+                commit = not self._committing and bool(
+                    self._pending or (self._chain_dirty and self._chain_due <= time.monotonic()))
+                batch: list[_Waiter] = []
+                if commit:
+                    self._committing = True
+                    batch, self._pending = self._pending, []
+            if intents:  # first: their calls wait on these, not on the chain's sync
+                self._sync_journal(intents)
+            if not commit:
+                continue
             try:
                 self._commit(batch)
+                self._sync_chain()
             finally:
                 with self._lock:
                     self._hand_back_locked()
@@ -410,6 +690,11 @@ class AuditLog:
             return
         start = 0  # the first record of the batch not yet durable
         released = batch
+        if self._broken is not None:
+            for waiter in batch:
+                waiter.error = self._broken
+            _release(batch)
+            return
         try:
             if not self._opened:
                 self._open()
@@ -426,13 +711,16 @@ class AuditLog:
                         **waiter.entry.to_json(),
                         "prev_hash": last_hash,
                     }
+                    if waiter.intent is not None:
+                        record["intent"] = waiter.intent.id
                     digest, line = seal(record)
                 except Exception as exc:  # this entry cannot be a record; the others still can
                     waiter.error = exc
                     continue
                 if self.max_bytes is not None and size > 0 and size + len(line) > self.max_bytes:
                     # The records so far go to the full file, which is synced, then renamed.
-                    self._write_durably(lines, size, seq, last_hash, sync=True)
+                    self._write_durably(lines, size, seq, last_hash, sync=True,
+                                        intents=_intent_ids(batch[start:index]))
                     start = index
                     lines = []
                     self._rotate()
@@ -442,9 +730,14 @@ class AuditLog:
                 lines.append(line)
                 size += len(line)
                 seq, last_hash = seq + 1, digest
-            self._write_durably(lines, size, seq, last_hash, sync=self.strict)
+            # A strict log syncs now unless every record is a journaled call's (synced later);
+            # a call whose journal line could not be made durable waits for its record's sync.
+            sync = self.strict and any(w.intent is None or w.intent.error is not None for w in batch[start:])
+            self._write_durably(lines, size, seq, last_hash, sync=sync, intents=_intent_ids(batch[start:]))
             start = len(batch)
         except (OSError, AuditWriteError) as exc:
+            if self._lazy_ids:  # written, unsynced records of answered calls: durability unknown
+                self._break(exc)
             self._abandon(batch[start:], exc)
         except Exception as exc:  # a bug: fail the records (closed), never leave a waiter hanging
             self._abandon(batch[start:], exc)
@@ -456,8 +749,12 @@ class AuditLog:
         finally:
             _release(released)
 
-    def _write_durably(self, lines: list[bytes], size: int, seq: int, last_hash: str, *, sync: bool) -> None:
-        """Append `lines` (and sync them if `sync`), then advance the chain to their end."""
+    def _write_durably(
+        self, lines: list[bytes], size: int, seq: int, last_hash: str, *, sync: bool,
+        intents: Sequence[str] = (),
+    ) -> None:
+        """Append `lines` (and sync them if `sync`), then advance the chain to their end.
+        `intents`: the journaled calls among them, settled once synced (now or later)."""
         assert self._fd is not None
         if lines:
             data = memoryview(b"".join(lines))
@@ -471,6 +768,16 @@ class AuditLog:
             average = self._sync_seconds
             self._sync_seconds = took if average is None else average + _SYNC_WEIGHT * (took - average)
         self._size, self._seq, self._last_hash = size, seq, last_hash
+        if sync:
+            settled, self._lazy_ids = [*self._lazy_ids, *intents], []
+            self._chain_dirty = False
+            if settled:
+                self._settle(settled)
+        elif intents:
+            self._lazy_ids.extend(intents)
+            if not self._chain_dirty:
+                self._chain_dirty = self._chain_news = True
+                self._chain_due = time.monotonic() + CHAIN_SYNC_DELAY_S
 
     def _requeue(self, waiters: list[_Waiter]) -> None:
         """A commit was interrupted: cut its records off the file again and put them back at the
@@ -507,7 +814,8 @@ class AuditLog:
     def flush(self) -> None:
         """Return once every record appended so far is written (and synced, when strict)."""
         with self._lock:
-            while self._committing or self._pending:
+            self._chain_due = 0.0  # records waiting for a sync get it now
+            while self._committing or self._pending or self._chain_dirty:
                 if not self._committing:
                     self._start_writer_locked()
                     self._work.notify()
@@ -520,6 +828,7 @@ class AuditLog:
         """
         with self._lock:
             self._stopping = True
+            self._chain_due = 0.0
             self._work.notify_all()
             self._lock.notify_all()
             writer = self._writer
@@ -535,9 +844,13 @@ class AuditLog:
             if self._fd is not None:
                 try:
                     os.fsync(self._fd)
+                    if self._broken is None:
+                        ids, self._lazy_ids, self._chain_dirty = self._lazy_ids, [], False
+                        self._settle(ids)
                 finally:
                     os.close(self._fd)
                     self._fd = None
+            self._close_journal()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
@@ -548,8 +861,27 @@ class AuditLog:
                 self._stopping = False
                 self._hand_back_locked()
 
+    def _close_journal(self) -> None:
+        """Close the journal; empty it when every intent in it has its durable record (else it
+        is kept for the next start to recover)."""
+        fd, self._journal_fd = self._journal_fd, None
+        if fd is None:
+            return
+        try:
+            if not self._open_intents and self._broken is None:
+                os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
     def __enter__(self) -> AuditLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _intent_ids(waiters: Sequence[_Waiter]) -> list[str]:
+    """The intent ids of the journaled calls among `waiters` whose record was made."""
+    return [w.intent.id for w in waiters if w.intent is not None and w.record is not None]

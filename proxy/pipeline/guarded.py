@@ -26,6 +26,7 @@ from typing import Any
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
+from pgwarden.proxy.audit.journal import Intent
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
 from pgwarden.proxy.audit.redact import RedactedSQL, redact_normalized, redact_scanned, redact_sql
 from pgwarden.proxy.guard.catalog import Catalog
@@ -40,7 +41,14 @@ from pgwarden.proxy.policy.activation import RequestInfo
 from pgwarden.proxy.policy.engine import Decision, PolicySet
 from pgwarden.proxy.relay.wire import tool_error
 from pgwarden.proxy.results.filters import ResultPlan, filter_result
-from pgwarden.proxy.telemetry import SPAN_ANALYSE, SPAN_DECIDE, SPAN_REWRITE, SPAN_UPSTREAM, Telemetry
+from pgwarden.proxy.telemetry import (
+    AUDIT_WRITE_FAILED,
+    SPAN_ANALYSE,
+    SPAN_DECIDE,
+    SPAN_REWRITE,
+    SPAN_UPSTREAM,
+    Telemetry,
+)
 from pgwarden.proxy.telemetry.request import RequestSpan
 from pgwarden.proxy.toolmaps.detect import suggest
 from pgwarden.proxy.toolmaps.model import ToolMap, ToolSpec, looks_like_sql_arguments
@@ -254,6 +262,7 @@ class GuardedExchange:
         self.principal = gate.prepared(context.principal)
         self.plan: ResultPlan | None = None
         self.spec: ToolSpec | None = None
+        self.intent: Intent | None = None  # the journaled decision of a forwarded call
         self.finished = False
         self.record(principal_id=principal_id(context.principal), policy_revision=self.policy.revision)
 
@@ -271,7 +280,7 @@ class GuardedExchange:
         if log is None or self.span is None:
             return
         try:
-            self.span.audit(log)
+            self.span.audit(log, self.intent)
         except AuditWriteError:
             if raising:
                 raise
@@ -282,7 +291,7 @@ class GuardedExchange:
         log = self.gate.audit
         if log is None or self.span is None:
             return
-        await self.span.audit_async(log)
+        await self.span.audit_async(log, self.intent)
 
     def _deny(self, code: str, message: str, decision: Decision | None = None) -> Denied:
         self.record(
@@ -305,6 +314,26 @@ class GuardedExchange:
     # -- tools/call -----------------------------------------------------------------------------
 
     def check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
+        """The verdict on a tools/call; an allowed call's decision is journaled before it is
+        forwarded (strict audit log), so its answer need not wait for the record's sync."""
+        verdict = self._check_tool_call(tool, arguments)
+        if isinstance(verdict, Allowed):
+            return self._journal() or verdict
+        return verdict
+
+    def _journal(self) -> Denied | None:
+        log = self.gate.audit
+        if log is None or self.span is None:
+            return None
+        try:
+            self.intent = log.intend(self.span.audit_entry())
+        except AuditWriteError:
+            logger.error("the decision of a call could not be journaled")
+            self.span.audit_failed()
+            return Denied(AUDIT_WRITE_FAILED, AUDIT_FAILED_TEXT)
+        return None
+
+    def _check_tool_call(self, tool: str, arguments: Mapping[str, Any]) -> Verdict:
         spec = self.spec = self.gate.tool_map.spec(tool)
         if self.span is not None:  # a no-op unless the operator opted in (telemetry.capture_sensitive)
             raw_sql = arguments.get(spec.sql.name) if spec is not None and spec.sql is not None else None

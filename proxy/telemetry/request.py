@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from pgwarden.proxy.audit.journal import Intent
 from pgwarden.proxy.audit.log import AuditLog, AuditWriteError
 from pgwarden.proxy.audit.record import AuditEntry
 from pgwarden.proxy.audit.redact import RedactedSQL, redact_sql
@@ -319,11 +320,12 @@ class RequestSpan:
             self._telemetry.emit_audit_record(record, self.span)
         return record
 
-    def _audit_failed(self) -> None:
+    def audit_failed(self) -> None:
+        """The audit record (or journal line) of this request could not be written: a deny."""
         self._telemetry.metrics.audit_failure()
         self.record_decision(decision="deny", reason_code=A.AUDIT_WRITE_FAILED, is_error=True)
 
-    def audit(self, log: AuditLog) -> dict[str, Any] | None:
+    def audit(self, log: AuditLog, intent: Intent | None = None) -> dict[str, Any] | None:
         """Append this request's record to `log` (once), then emit it as an OpenTelemetry log record.
 
         Raises `AuditWriteError` (strict log): the span is then marked deny/`audit.write_failed`
@@ -331,22 +333,23 @@ class RequestSpan:
         """
         entry = self._before_audit()
         try:
-            record = log.append(entry)
+            record = log.append(entry, intent=intent)
         except AuditWriteError:
-            self._audit_failed()
+            self.audit_failed()
             raise
         return self._after_audit(record)
 
-    async def audit_async(self, log: AuditLog) -> dict[str, Any] | None:
+    async def audit_async(self, log: AuditLog, intent: Intent | None = None) -> dict[str, Any] | None:
         """`audit` for the event loop: the record joins the log's next group commit, or, when
         this is the only request in flight and the disk is fast, is committed on the loop
-        (`AuditLog.append_async`); returns once it is durable (strict log)."""
+        (`AuditLog.append_async`); returns once it is durable (strict log), or, for a call
+        journaled as `intent`, once the journal line is durable and the record written."""
         entry = self._before_audit()
         try:
             # Alone: no other request is being handled, so nothing else waits on this loop.
-            record = await log.append_async(entry, alone=self._telemetry.open_requests <= 1)
+            record = await log.append_async(entry, alone=self._telemetry.open_requests <= 1, intent=intent)
         except AuditWriteError:
-            self._audit_failed()
+            self.audit_failed()
             raise
         return self._after_audit(record)
 

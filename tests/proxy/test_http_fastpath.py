@@ -56,7 +56,7 @@ PROTOCOL = "2025-06-18"
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 SAME_QUERY = "SELECT tenant_id, count(*) AS n FROM orders GROUP BY tenant_id ORDER BY tenant_id"
 # Volatile parts of an audit record: when, how long, which session, the chain itself.
-VOLATILE = {"ts", "seq", "hash", "prev_hash", "duration_us", "session_id", "trace_id", "span_id"}
+VOLATILE = {"ts", "seq", "hash", "prev_hash", "duration_us", "session_id", "trace_id", "span_id", "intent"}
 
 
 @pytest.fixture(scope="module")

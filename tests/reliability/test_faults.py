@@ -42,6 +42,7 @@ from security_harness import (
     stdio_proxy_session,
 )
 
+from pgwarden.proxy.audit import verify_files
 from pgwarden.proxy.policy import load_policy
 from pgwarden.server import embedded
 
@@ -222,6 +223,45 @@ def test_client_disconnect_mid_call(tmp_path: Path, reader_dsn: str) -> None:
         assert len(records) == 4, records  # three abandoned calls and one answered, each once
     finally:
         proxy.stop()
+
+
+def test_a_proxy_killed_mid_call_leaves_that_calls_decision_in_the_chain(
+    tmp_path: Path, reader_dsn: str
+) -> None:
+    """SIGKILL while the upstream works on an allowed call: the decision was journaled before the
+    call was forwarded, so the next start records it (outcome unknown); nothing is recorded twice."""
+    audit = tmp_path / "audit.jsonl"
+    journal = tmp_path / ".audit.jsonl.journal"
+    proxy = http_proxy(tmp_path, FAKE_UPSTREAM, reader_dsn, call_timeout_s=30.0)
+    try:
+        with McpSession(proxy.url) as session:
+            assert not session.query("SELECT 'first' AS mode").is_error
+            hung = threading.Thread(target=session.query, args=("SELECT 'hang' AS mode",), daemon=True)
+            hung.start()
+            deadline = time.monotonic() + 15
+            while journal.read_bytes().count(b'"intent"') < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert journal.read_bytes().count(b'"intent"') == 2
+            proxy.process.kill()
+            proxy.process.wait()
+    finally:
+        proxy.stop()
+    assert [r.get("reason_code") for r in audit_records(audit)] == [None]  # the hung call: no record yet
+    restarted = http_proxy(tmp_path, FAKE_UPSTREAM, reader_dsn)
+    try:
+        with McpSession(restarted.url) as session:
+            assert not session.query("SELECT 'after' AS mode").is_error
+    finally:
+        restarted.stop()
+    first, lost, after = audit_records(audit)
+    assert lost["reason_code"] == "audit.outcome_lost" and lost["decision"] == "allow"
+    assert lost["principal"] == ANALYST.principal["id"] and lost["rows"] is None
+    assert "hang" not in json.dumps(lost)  # literals stay redacted in the recovered record
+    assert lost["sql_sent"]["text"] == first["sql_sent"]["text"]  # same shape, other literal
+    assert lost["intent"] != first["intent"]
+    assert after.get("reason_code") is None and after["seq"] == lost["seq"] + 1
+    assert journal.read_bytes().count(b'"intent"') == 0
+    assert verify_files([audit]).ok
 
 
 POLICY_TEMPLATE = """\
