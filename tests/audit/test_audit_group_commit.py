@@ -529,6 +529,7 @@ def test_a_lone_request_on_a_fast_disk_commits_on_the_loop(
 
     async def main() -> tuple[int, int]:
         await log.append_async(entry(0))  # measures the first sync
+        log.flush()  # the writer thread has handed the committer role back
         record = await log.append_async(entry(1), alone=alone)
         assert record is not None and record["seq"] == 2
         return threading.get_ident(), probe.synced_size
@@ -549,6 +550,7 @@ def test_an_interrupted_commit_on_the_loop_leaves_its_record_to_the_writer(
 
     async def main() -> None:
         await log.append_async(entry(0))
+        log.flush()  # the writer thread has handed the committer role back
         await log.append_async(entry(1), alone=True)  # SIGTERM arrives during its sync
 
     with pytest.raises(KeyboardInterrupt):
@@ -612,6 +614,7 @@ def test_commits_on_the_loop_leave_the_writer_thread_asleep(
 
     async def main() -> int:
         await log.append_async(entry(0))  # not alone: starts the writer thread, which commits it
+        log.flush()  # ... and hands the committer role back
         for n in range(1, 21):
             await log.append_async(entry(n), alone=True)
         return threading.get_ident()
