@@ -92,6 +92,7 @@ class Intent:
         await asyncio.shield(future)
 
     def wait(self) -> None:
+        """Block until settled: only once the log's writer (or `AuditLog.append`) syncs it."""
         self.waiting.wait()
 
 

@@ -435,12 +435,11 @@ class AuditLog:
             self._journal_size += len(line)
             self._open_intents.add(intent.id)
             self._journal_queue.append(intent)
-        try:
-            # Wake the writer once the caller's task yields (it is about to forward the call):
-            # woken now, the writer would contend for the GIL with the forwarding itself.
+        # Wake the writer once the caller's task yields (it is about to forward the call): woken
+        # now, it would contend for the GIL with the forwarding itself. Not on an event loop:
+        # `append` syncs the line on the caller's thread.
+        with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().call_soon(self._wake_writer)
-        except RuntimeError:  # not on an event loop
-            self._wake_writer()
         return intent
 
     def _wake_writer(self) -> None:
@@ -532,7 +531,14 @@ class AuditLog:
         calling thread when no commit is under way, else waits for the writer's next batch.
         """
         if intent is not None and not intent.done:
-            self._wake_writer()  # its wake-up may still sit in the (now blocked) loop's queue
+            # Not taken by the writer yet (its wake-up may even sit in this blocked loop's
+            # queue): sync the journal here, as a lone record is committed on its caller's thread.
+            with self._lock:
+                mine = intent in self._journal_queue
+                if mine:
+                    intents, self._journal_queue = self._journal_queue, []
+            if mine:
+                self._sync_journal(intents)
             intent.wait()
         waiter = _Waiter(entry, intent=intent)
         with self._lock:
