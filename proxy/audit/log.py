@@ -742,8 +742,6 @@ class AuditLog:
             self._write_durably(lines, size, seq, last_hash, sync=sync, intents=_intent_ids(batch[start:]))
             start = len(batch)
         except (OSError, AuditWriteError) as exc:
-            if self._lazy_ids:  # written, unsynced records of answered calls: durability unknown
-                self._break(exc)
             self._abandon(batch[start:], exc)
         except Exception as exc:  # a bug: fail the records (closed), never leave a waiter hanging
             self._abandon(batch[start:], exc)
@@ -769,7 +767,12 @@ class AuditLog:
                 data = data[written:]
         if sync:
             started = time.perf_counter()
-            _SYNC(self._fd)
+            try:
+                _SYNC(self._fd)
+            except OSError as exc:
+                if self._lazy_ids:  # written, unsynced records of answered calls: durability unknown
+                    self._break(exc)
+                raise
             took = time.perf_counter() - started
             average = self._sync_seconds
             self._sync_seconds = took if average is None else average + _SYNC_WEIGHT * (took - average)

@@ -264,3 +264,35 @@ def test_a_record_appended_on_the_loop_before_it_yields_does_not_wait_forever(au
     assert not worker.is_alive() and done and done[0] is not None
     log.close()
     assert [r["rows"] for r in lines(audit_path)] == [8]
+
+
+def test_a_failed_write_after_unsynced_records_denies_only_that_call(
+    audit_path: Path, probe: TargetProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a failed *sync* leaves answered records of unknown durability; a failed write
+    (a full disk) is cut off again and denies its own call, as before."""
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    probe.hold["chain"].clear()  # call 1's record stays written but unsynced
+    failing = {"on": False}
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if failing["on"] and probe.target(fd) == "chain":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    async def call(i: int) -> dict[str, Any] | None:
+        intent = log.intend(entry(i))
+        return await log.append_async(entry(i), intent=intent)
+
+    assert asyncio.run(call(1)) is not None
+    monkeypatch.setattr(os, "write", write)
+    failing["on"] = True
+    with pytest.raises(AuditWriteError):
+        log.append(entry(2, decision="deny"))
+    failing["on"] = False
+    probe.hold["chain"].set()
+    assert asyncio.run(call(3)) is not None  # the log still serves
+    log.close()
+    assert [r["rows"] for r in lines(audit_path)] == [1, 3]
+    assert verify_files([audit_path]).ok
