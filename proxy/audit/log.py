@@ -671,7 +671,10 @@ class AuditLog:
                         continue
                     if self._stopping and not self._committing and not self._pending:
                         return
-                    self._work.wait()
+                    # Records waiting for their sync while another thread commits: look again
+                    # when they are due (a hand-back does not always wake this thread).
+                    due = max(self._chain_due - time.monotonic(), 0.001) if self._chain_dirty else None
+                    self._work.wait(due)
                 intents, self._journal_queue = self._journal_queue, []
                 commit = not self._committing and bool(
                     self._pending or (self._chain_dirty and self._chain_due <= time.monotonic()))

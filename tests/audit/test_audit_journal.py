@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,27 @@ def test_a_failed_write_after_unsynced_records_denies_only_that_call(
     log.close()
     assert [r["rows"] for r in lines(audit_path)] == [1, 3]
     assert verify_files([audit_path]).ok
+
+
+def test_records_due_while_another_thread_commits_are_still_synced(
+    audit_path: Path, probe: TargetProbe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_log_module, "CHAIN_SYNC_DELAY_S", 0.02)
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+
+    async def call() -> dict[str, Any] | None:
+        intent = log.intend(entry(1))
+        return await log.append_async(entry(1), intent=intent)
+
+    assert asyncio.run(call()) is not None  # written; its sync is due in 20 ms
+    time.sleep(0.005)  # the writer has seen it and waits for it to be due
+    with log._lock:
+        log._committing = True  # another thread commits meanwhile (say a denial's record)
+    time.sleep(0.1)  # ... past the due time
+    with log._lock:
+        log._hand_back_locked()  # nothing new for the writer: no wake-up
+    deadline = time.monotonic() + 10
+    while not probe.synced_sizes("chain") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert probe.synced_sizes("chain") == [audit_path.stat().st_size]
+    log.close()
