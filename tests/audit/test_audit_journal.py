@@ -68,18 +68,23 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
+def journaled_call(log: AuditLog, i: int) -> dict[str, Any] | None:
+    """One allowed call as the proxy makes it: journal the decision, then append the record."""
+
+    async def call() -> dict[str, Any] | None:
+        intent = log.intend(entry(i))
+        return await log.append_async(entry(i), intent=intent)
+
+    return asyncio.run(call())
+
+
 def test_the_answer_waits_for_the_journal_not_for_the_records_sync(
     audit_path: Path, probe: TargetProbe
 ) -> None:
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
     probe.hold["chain"].clear()  # the record's sync does not finish while the call is answered
 
-    async def call() -> dict[str, Any] | None:
-        intent = log.intend(entry(5))
-        assert intent is not None
-        return await log.append_async(entry(5), intent=intent)
-
-    record = asyncio.run(call())
+    record = journaled_call(log, 5)
     assert record is not None
     journal = journal_path(audit_path)
     # The decision was durable before the call returned: a journal sync covered its line.
@@ -173,17 +178,13 @@ def test_a_call_that_could_not_be_audited_is_not_recovered_as_answered(
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
     probe.fail = {"journal", "chain"}
 
-    async def call() -> None:
-        intent = log.intend(entry(4))
-        await log.append_async(entry(4), intent=intent)
-
     with pytest.raises(AuditWriteError):
-        asyncio.run(call())
+        journaled_call(log, 4)
     assert audit_path.read_text() == ""
     assert read_journal(journal_path(audit_path)) is not None
     assert read_journal(journal_path(audit_path)).intents == ()  # type: ignore[union-attr]
     probe.fail = set()
-    asyncio.run(call())  # the disk is back: the next call is journaled and recorded
+    journaled_call(log, 4)  # the disk is back: the next call is journaled and recorded
     log.close()
     assert [r["rows"] for r in lines(audit_path)] == [4]
 
@@ -194,11 +195,7 @@ def test_a_journal_that_cannot_be_synced_falls_back_to_a_synced_record(
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
     probe.fail = {"journal"}
 
-    async def call() -> dict[str, Any] | None:
-        intent = log.intend(entry(6))
-        return await log.append_async(entry(6), intent=intent)
-
-    record = asyncio.run(call())
+    record = journaled_call(log, 6)
     assert record is not None
     assert probe.synced_sizes("chain")[-1] == audit_path.stat().st_size  # synced before returning
     log.close()
@@ -208,11 +205,7 @@ def test_a_failed_background_sync_denies_every_later_call(audit_path: Path, prob
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
     probe.fail = {"chain"}
 
-    async def call(i: int) -> dict[str, Any] | None:
-        intent = log.intend(entry(i))
-        return await log.append_async(entry(i), intent=intent)
-
-    assert asyncio.run(call(1)) is not None  # answered before its record's sync failed
+    assert journaled_call(log, 1) is not None  # answered before its record's sync failed
     log.flush()
     probe.fail = set()
     with pytest.raises(AuditWriteError, match="restarted"):
@@ -282,18 +275,14 @@ def test_a_failed_write_after_unsynced_records_denies_only_that_call(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    async def call(i: int) -> dict[str, Any] | None:
-        intent = log.intend(entry(i))
-        return await log.append_async(entry(i), intent=intent)
-
-    assert asyncio.run(call(1)) is not None
+    assert journaled_call(log, 1) is not None
     monkeypatch.setattr(os, "write", write)
     failing["on"] = True
     with pytest.raises(AuditWriteError):
         log.append(entry(2, decision="deny"))
     failing["on"] = False
     probe.hold["chain"].set()
-    assert asyncio.run(call(3)) is not None  # the log still serves
+    assert journaled_call(log, 3) is not None  # the log still serves
     log.close()
     assert [r["rows"] for r in lines(audit_path)] == [1, 3]
     assert verify_files([audit_path]).ok
@@ -305,11 +294,7 @@ def test_records_due_while_another_thread_commits_are_still_synced(
     monkeypatch.setattr(audit_log_module, "CHAIN_SYNC_DELAY_S", 0.02)
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
 
-    async def call() -> dict[str, Any] | None:
-        intent = log.intend(entry(1))
-        return await log.append_async(entry(1), intent=intent)
-
-    assert asyncio.run(call()) is not None  # written; its sync is due in 20 ms
+    assert journaled_call(log, 1) is not None  # written; its sync is due in 20 ms
     time.sleep(0.005)  # the writer has seen it and waits for it to be due
     with log._lock:
         log._committing = True  # another thread commits meanwhile (say a denial's record)
