@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ RAW_ID_BASE = 1 << 40
 """First id of the raw path (the SDK dispatcher counts up from 1; JSON-safe below 2**53)."""
 
 _CANCEL_WRITE_TIMEOUT_S = 5.0
+_QUEUED_LINES_HIGH = 64  # lines waiting for `read_loop` before the stdout stops being read
 
 
 @dataclass(slots=True)
@@ -98,6 +100,14 @@ class PipeLink:
         self._to_sdk: MemoryObjectSendStream[SessionMessage | Exception] = sdk_send
         self.read_stream: ReadStream[SessionMessage | Exception] = sdk_receive
         self.write_stream: WriteStream[SessionMessage] = _InlineWriteStream(self)
+        # Lines not answered on arrival, in order, for `read_loop` (when the stdout is tapped).
+        self._lines: deque[bytes] = deque()
+        self._partial = bytearray()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._eof = False
+        self._paused = False
+        self._stdout_transport: asyncio.ReadTransport | None = None
+        self.tapped = self._tap(process.stdout)
 
     @property
     def closed(self) -> bool:
@@ -193,8 +203,120 @@ class PipeLink:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _tap(self, stdout: Any) -> bool:
+        """Take the upstream's stdout bytes as they arrive (see `_on_data`) instead of reading
+        them from a stream in `read_loop`: an answer then resolves its request right in the
+        event loop's read callback, without a reader task switch or stream buffer. Works on the
+        asyncio stream reader the subprocess protocol feeds (anyio wraps it); False, and the
+        stream is read as usual, when the stdout is anything else."""
+        reader = getattr(stdout, "_stream", None)
+        if type(reader) is not asyncio.StreamReader or reader.exception() is not None:
+            return False
+        buffer = getattr(reader, "_buffer", None)
+        if not isinstance(buffer, bytearray) or getattr(reader, "_eof", True) is not False:
+            return False
+        transport = getattr(reader, "_transport", None)
+        self._stdout_transport = transport if isinstance(transport, asyncio.ReadTransport) else None
+        buffered = bytes(buffer)  # what came before the tap (normally nothing)
+        buffer.clear()
+        # The subprocess protocol calls these three on the reader: they now come here.
+        vars(reader).update(feed_data=self._on_data, feed_eof=self._on_eof,
+                            set_exception=lambda _exc: self._on_eof())
+        if buffered:
+            self._on_data(buffered)
+        return True
+
+    def _on_data(self, data: bytes) -> None:
+        """Stdout bytes (tapped): answer requests at once while no line waits before them."""
+        if self._eof:
+            return
+        partial = self._partial
+        if b"\n" not in data:
+            partial += data
+            return
+        if partial:
+            partial += data
+            data = bytes(partial)
+            partial.clear()
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if not line.strip() or (not self._lines and self._answer_now(line)):
+                continue
+            self._lines.append(line)
+        if rest:
+            partial += rest
+        if self._lines:
+            transport = self._stdout_transport
+            if len(self._lines) > _QUEUED_LINES_HIGH and not self._paused and transport is not None:
+                self._paused = True
+                transport.pause_reading()
+            self._wake()
+
+    def _on_eof(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        if self._partial.strip():
+            self._lines.append(bytes(self._partial))
+        self._partial.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _answer_now(self, line: bytes) -> bool:
+        """Resolve the raw-path request `line` answers (True), or leave the line to `_route`."""
+        try:
+            body = from_json(line)
+        except ValueError:
+            return False
+        if type(body) is not dict or "method" in body:
+            return False
+        rid = _raw_id(body.get("id"))
+        if rid is None:
+            return False
+        waiter = self._waiters.get(rid)
+        if waiter is not None and not waiter.future.done():
+            if _is_result(body):
+                waiter.future.set_result(body["result"])
+            else:
+                waiter.future.set_exception(_error_of(body))
+        return True  # late or unknown raw-path answer: dropped, like the dispatcher does
+
     async def read_loop(self) -> None:
-        """Read the upstream's stdout until EOF; route each line. Then fail what is in flight."""
+        """Route the upstream's stdout lines until EOF. Then fail what is in flight."""
+        if not self.tapped:
+            await self._read_stream()
+            return
+        lines = self._lines
+        try:
+            while True:
+                while lines:
+                    line = lines.popleft()
+                    if self._paused and len(lines) <= _QUEUED_LINES_HIGH // 2:
+                        self._paused = False
+                        assert self._stdout_transport is not None
+                        self._stdout_transport.resume_reading()
+                    await self._route(line)
+                if self._eof:
+                    return
+                self._wakeup = asyncio.get_running_loop().create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+        finally:
+            self._close()  # later bytes are dropped as they come, so the server can flush and exit
+            if self._paused and self._stdout_transport is not None:
+                self._stdout_transport.resume_reading()
+            self._eof = True
+            lines.clear()
+
+    async def _read_stream(self) -> None:
+        """`read_loop` on a stdout that could not be tapped: read it as a stream."""
         stdout = self._process.stdout
         pending: list[bytes] = []  # a line's start, while its end has not arrived
         try:

@@ -5,7 +5,8 @@ Like the SDK's `stdio_server`, with two differences that matter for a proxy:
 - a line that is not a JSON-RPC message is answered with a JSON-RPC error (Parse error, or
   Invalid Request with the line's id when it has one) and the proxy keeps serving;
 - when stdin and stdout are pipes (how MCP clients launch servers) they are read and written
-  with non-blocking I/O on the event loop instead of a worker thread per line;
+  with non-blocking I/O on the event loop instead of a worker thread per line, and a line the
+  fast path serves is taken right in the loop's read callback (no reader task switch);
 - messages the SDK sends are written at once by the sending task (no writer task between);
 - a `take` hook (the relay's fast path, `fast.py`) may serve a parsed line itself before the
   SDK sees it.
@@ -18,6 +19,7 @@ import json
 import os
 import stat
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, BinaryIO, Protocol, Self
@@ -40,30 +42,139 @@ def _is_pipe(stream: BinaryIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-async def _line_source(stream: BinaryIO) -> AsyncIterator[bytes]:
-    """Lines from `stream`: event-loop I/O for a pipe, a worker thread otherwise."""
+Offer = Callable[[bytes], bool]
+"""Serves a line on the spot (True), or leaves it to the reader task (False)."""
+
+TOO_LONG = b"\x00too-long"
+"""Stands for a line over `MAX_LINE_BYTES`: answered as a parse error, then the stream ends."""
+
+_QUEUED_LINES_HIGH = 64  # lines waiting for the reader task before the pipe stops being read
+
+
+class _PipeLines(asyncio.Protocol):
+    """A pipe's lines, split as the bytes arrive.
+
+    While no line waits for the reader task, each new line is first offered to `offer` right
+    in the event loop's read callback: a line the fast path serves costs no task switch and no
+    stream buffer. Every other line waits, in order, for `lines()`; a line that arrived while
+    others were waiting is offered only when its turn comes, so lines are always handled in the
+    order they came. Too many waiting lines pause the pipe until the reader catches up.
+    """
+
+    def __init__(self, offer: Offer | None) -> None:
+        self._offer = offer
+        self._partial = bytearray()
+        self._queue: deque[tuple[bytes, bool]] = deque()  # (line, offered already)
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.ReadTransport | None = None
+        self._paused = False
+        self._ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._ended:
+            return
+        partial = self._partial
+        if b"\n" not in data:
+            partial += data
+            if len(partial) > MAX_LINE_BYTES:
+                self._too_long()
+            return
+        if partial:
+            partial += data
+            data = bytes(partial)
+            partial.clear()
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if len(line) > MAX_LINE_BYTES:
+                self._too_long()
+                return
+            if not line.strip():
+                continue
+            offered = not self._queue and self._offer is not None
+            if offered and self._offer(line):  # type: ignore[misc]
+                continue
+            self._put(line, offered)
+        if rest:
+            partial += rest
+            if len(partial) > MAX_LINE_BYTES:
+                self._too_long()
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _put(self, line: bytes, offered: bool) -> None:
+        self._queue.append((line, offered))
+        if len(self._queue) > _QUEUED_LINES_HIGH and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def _too_long(self) -> None:
+        self._partial.clear()
+        self._queue.append((TOO_LONG, True))  # answered as a parse error; the stream cannot resync
+        self._ended = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+        self._wake()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._partial.strip():  # a last line without its newline
+            self._queue.append((bytes(self._partial), False))
+        self._partial.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def lines(self) -> AsyncIterator[tuple[bytes, bool]]:
+        """The lines not served on the spot, in order, each with whether it was offered."""
+        queue = self._queue
+        while True:
+            while queue:
+                item = queue.popleft()
+                if self._paused and len(queue) <= _QUEUED_LINES_HIGH // 2 and not self._ended:
+                    self._paused = False
+                    assert self._transport is not None
+                    self._transport.resume_reading()
+                yield item
+            if self._ended:
+                return
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+async def _line_source(stream: BinaryIO, offer: Offer | None) -> AsyncIterator[tuple[bytes, bool]]:
+    """Lines from `stream`, each with whether `offer` has seen it already: for a pipe, read by
+    the event loop and offered on arrival (`_PipeLines`); otherwise read by a worker thread."""
     if _is_pipe(stream):
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
-        while True:
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    yield exc.partial
-                return
-            except asyncio.LimitOverrunError:
-                yield b"\x00too-long"  # answered as a parse error; the stream cannot resync
-                return
-            yield line
+        _, lines = await loop.connect_read_pipe(lambda: _PipeLines(offer), stream)
+        async for item in lines.lines():
+            yield item
     else:
         wrapped = anyio.wrap_file(stream)
         while True:
             line = await wrapped.readline()
             if not line:
                 return
-            yield line
+            yield line, False
 
 
 Emit = Callable[[bytes], Awaitable[None]]
@@ -166,18 +277,24 @@ async def stdio_front(
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream = _InlineWriteStream(emit)
 
+    def offer(hook: Callable[[Any], bool]) -> Offer:
+        def offered(line: bytes) -> bool:
+            try:
+                body = from_json(line)
+            except ValueError:
+                return False  # answered by the reader task, as the SDK path answers it
+            return hook(body)
+
+        return offered
+
     async def reader(hook: Callable[[Any], bool] | None) -> None:
+        offer_line = offer(hook) if hook is not None else None
         async with read_writer:
-            async for line in _line_source(source):
+            async for line, offered in _line_source(source, offer_line):
                 if not line.strip():
                     continue
-                if hook is not None:
-                    try:
-                        body = from_json(line)
-                    except ValueError:
-                        body = None  # answered below, as the SDK path answers it
-                    if body is not None and hook(body):
-                        continue
+                if offer_line is not None and not offered and offer_line(line):
+                    continue
                 try:
                     message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                 except ValueError:
