@@ -300,31 +300,37 @@ class Upstream:
                 raise UpstreamUnavailable(self._unavailable_message())
             conn = self._conn
             assert conn is not None
+        timeout = self.spec.call_timeout_s if timeout_s is None else timeout_s
+        if conn.link is not None:  # stdio: straight onto the pipe
+            try:
+                return await conn.link.request(
+                    method, _stamped_for_pipe(conn.session, method, params), timeout_s=timeout,
+                    on_progress=on_progress,
+                )
+            except MCPError as exc:
+                raise self._failure(exc, timeout) from None
         data: dict[str, Any] = {"method": method, "params": params or {}}
         opts: CallOptions = {}
         # The SDK's per-era envelope: 2026-07-28 `_meta` keys and Mcp-* headers, or the
         # handshake era's protocol-version header. Private, but the one place that knows it.
         conn.session._stamp(data, opts)
-        timeout = self.spec.call_timeout_s if timeout_s is None else timeout_s
         try:
-            if conn.link is not None:  # stdio: straight onto the pipe (headers mean nothing there)
-                return await conn.link.request(
-                    method, data["params"] or None, timeout_s=timeout, on_progress=on_progress
-                )
             opts["timeout"] = timeout
             if on_progress is not None:
                 opts["on_progress"] = on_progress
             return await conn.dispatcher.send_raw_request(method, data["params"] or None, opts)
         except MCPError as exc:
-            if exc.code == CONNECTION_CLOSED:
-                raise UpstreamUnavailable(
-                    f"the upstream server {self.spec.name!r} went away during the call; it is being restarted"
-                ) from None
-            if exc.code == REQUEST_TIMEOUT:
-                raise TimeoutError(
-                    f"the upstream server {self.spec.name!r} did not answer within {timeout:g} s"
-                ) from None
-            raise
+            raise self._failure(exc, timeout) from None
+
+    def _failure(self, exc: MCPError, timeout: float) -> Exception:
+        """What `request` raises for the upstream's error `exc`."""
+        if exc.code == CONNECTION_CLOSED:
+            return UpstreamUnavailable(
+                f"the upstream server {self.spec.name!r} went away during the call; it is being restarted"
+            )
+        if exc.code == REQUEST_TIMEOUT:
+            return TimeoutError(f"the upstream server {self.spec.name!r} did not answer within {timeout:g} s")
+        return exc
 
     async def notify(self, method: str, params: dict[str, Any] | None) -> None:
         """Forward one notification (best effort: dropped when not connected)."""
@@ -377,3 +383,22 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:300]
+
+
+def _stamped_for_pipe(
+    session: ClientSession, method: str, params: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """`params` with the `_meta` keys the SDK's per-era stamp gives a request (2026-07-28: the
+    protocol version, client info and capabilities; nothing in the handshake era).
+
+    The stamp runs on a copy of the `_meta` alone, so it skips what only HTTP uses: the Mcp-*
+    headers, whose tool-argument headers cost a walk of the tool's input schema per call.
+    """
+    probe: dict[str, Any] = {"method": method, "params": {"_meta": dict((params or {}).get("_meta") or {})}}
+    session._stamp(probe, {})
+    meta = probe["params"]["_meta"]
+    if not meta:
+        out = dict(params or {})
+        out.pop("_meta", None)
+        return out or None
+    return {**(params or {}), "_meta": meta}
