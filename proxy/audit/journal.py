@@ -60,7 +60,7 @@ class Intent:
     Made durable (or failed) by the log's writer thread; `wait_async` on the event loop only
     suspends when the sync has not finished yet (usually it has: it ran during the call)."""
 
-    __slots__ = ("_future", "_loop", "_mutex", "done", "error", "id", "waiting")
+    __slots__ = ("_future", "_loop", "_mutex", "_thread_waiter", "answered", "done", "error", "id")
 
     def __init__(self, intent_id: str) -> None:
         self.id = intent_id
@@ -69,15 +69,19 @@ class Intent:
         self._mutex = threading.Lock()
         self._future: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.waiting = threading.Event()  # for threads; set together with `done`
+        self._thread_waiter: threading.Event | None = None  # made only for a thread that waits
+        # Set when the call was answered before its record was written: a record that then
+        # fails leaves the intent open (recovered at the next start), not voided.
+        self.answered = False
 
     def settle(self, error: BaseException | None) -> None:
         """On the writer thread: the intent's line is durable (or could not be made so)."""
         with self._mutex:
             self.error = error
             self.done = True
-            future, loop = self._future, self._loop
-        self.waiting.set()
+            future, loop, waiter = self._future, self._loop, self._thread_waiter
+        if waiter is not None:
+            waiter.set()
         if future is not None and loop is not None:
             with contextlib.suppress(RuntimeError):  # a closed loop: no one waits any more
                 loop.call_soon_threadsafe(_resolve, future)
@@ -93,7 +97,13 @@ class Intent:
 
     def wait(self) -> None:
         """Block until settled: only once the log's writer (or `AuditLog.append`) syncs it."""
-        self.waiting.wait()
+        with self._mutex:
+            if self.done:
+                return
+            if self._thread_waiter is None:
+                self._thread_waiter = threading.Event()
+            waiter = self._thread_waiter
+        waiter.wait()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -254,6 +254,7 @@ class AuditLog:
         self._chain_due = 0.0  # monotonic time by which the writer syncs them
         self._chain_news = False  # they became dirty since the writer last looked
         self._broken: AuditWriteError | None = None
+        self._writing = False  # the last commit wrote its records (see `records_may_follow_answers`)
         self._intent_prefix = secrets.token_hex(4)
         self._intent_numbers = itertools.count(1)
 
@@ -398,6 +399,14 @@ class AuditLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._size = 0
         self._sync_directory()
+
+    @property
+    def records_may_follow_answers(self) -> bool:
+        """Whether a journaled call's record may be written after its answer: only while the
+        log's last commit wrote its records. At the start and after a failed write, records go
+        before their answers again, so a log that cannot be written denies the calls (as every
+        strict log does) instead of answering them with their outcomes left to the journal."""
+        return self._writing and self._broken is None
 
     # -- journaling -------------------------------------------------------------------------
 
@@ -606,7 +615,7 @@ class AuditLog:
         """What `append` returns or raises for a released waiter (on the caller's side)."""
         exc = waiter.error
         if exc is not None:
-            if waiter.intent is not None:
+            if waiter.intent is not None and not waiter.intent.answered:
                 self._void(waiter.intent)
             if not isinstance(exc, (OSError, AuditWriteError)):
                 raise exc  # not an I/O failure (an entry that cannot be encoded): a bug, surface it
@@ -744,7 +753,9 @@ class AuditLog:
             sync = self.strict and any(w.intent is None or w.intent.error is not None for w in batch[start:])
             self._write_durably(lines, size, seq, last_hash, sync=sync, intents=_intent_ids(batch[start:]))
             start = len(batch)
+            self._writing = True
         except (OSError, AuditWriteError) as exc:
+            self._writing = False
             self._abandon(batch[start:], exc)
         except Exception as exc:  # a bug: fail the records (closed), never leave a waiter hanging
             self._abandon(batch[start:], exc)

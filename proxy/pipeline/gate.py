@@ -23,13 +23,15 @@ tool, a resource or a prompt denies it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 JSON = dict[str, Any]
 ListKind = Literal["tools", "resources", "resourceTemplates", "prompts"]
+AfterAnswer = Callable[[], Awaitable[None]]
+"""Work an exchange leaves until its answer has been written (see `CallContext.after_answer`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,9 @@ class CallContext:
     protocol_version: str | None = None  # the front client's protocol version
     transport: str = "stdio"  # "stdio" | "http"
     meta: Mapping[str, Any] = field(default_factory=dict)  # trace context only (traceparent, tracestate)
+    # A front that runs these once the answer is written (or the client cancelled the call)
+    # passes a list; an exchange may then leave work that need not delay the answer there.
+    after_answer: list[AfterAnswer] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
@@ -551,6 +552,8 @@ class GuardedExchange:
             self.record(is_error=True)
             if self.span is not None and outcome.error is not None:
                 self.span.set_error(str(outcome.error.get("code", "error")))
+        if await self._record_after_answer():
+            return result
         try:
             await self.write_audit_async()
         except AuditWriteError:
@@ -558,6 +561,38 @@ class GuardedExchange:
                 return tool_error(AUDIT_FAILED_TEXT)
             raise MCPError(code=INTERNAL_ERROR, message=AUDIT_FAILED_TEXT) from None
         return result
+
+    async def _record_after_answer(self) -> bool:
+        """Leave the record of a journaled call for after its answer, when the front runs such
+        work (`CallContext.after_answer`), no span exporter waits for the record's number and
+        the log's last records were written (`AuditLog.records_may_follow_answers`).
+
+        Its decision is durable in the journal before the answer leaves (this waits for that);
+        the record adds the outcome. Should the record then fail, the journal still holds the
+        decision and the next start puts it in the chain (outcome lost), as after a crash.
+        False: the record is written before the answer, as for every other call.
+        """
+        intent, span, log, later = self.intent, self.span, self.gate.audit, self.context.after_answer
+        if intent is None or span is None or log is None or later is None or span.exported \
+                or not log.records_may_follow_answers:
+            return False
+        if not intent.done:  # usually synced while the upstream worked
+            with anyio.CancelScope(shield=True):
+                await intent.wait_async()
+        if intent.error is not None:
+            return False  # the journal line is not durable: the record is, before the answer
+        span.audit_deferred = True
+        intent.answered = True
+
+        async def record() -> None:
+            try:
+                await span.audit_async(log, intent)
+            except AuditWriteError:
+                logger.error("the audit record of an answered call could not be written; "
+                             "its decision is in the journal for the next start")
+
+        later.append(record)
+        return True
 
     def _filtered(self, result: JSON) -> JSON | None:
         spec = self.spec

@@ -38,7 +38,7 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 from pydantic import BaseModel, ConfigDict
 
-from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Denied, Gate, ListKind, Outcome
+from pgwarden.proxy.pipeline.gate import AfterAnswer, Allowed, CallContext, Denied, Gate, ListKind, Outcome
 from pgwarden.proxy.relay.upstream import Upstream, UpstreamUnavailable
 from pgwarden.proxy.relay.wire import FORWARDED_META_KEYS, adapt_result, is_modern, rebuild_params, trace_meta
 
@@ -109,6 +109,7 @@ class Call:
     progress: ProgressSender | None = None  # fast path: sends progress for the client's token
     request: Any = None  # HTTP fast path: the request (its headers: session id, trace context)
     back_channel: bool = True  # False: nothing can ask the client anything during this call
+    after_answer: list[AfterAnswer] | None = None  # fast path: run once the answer is written
 
     @classmethod
     def of(cls, ctx: ServerRequestContext[Any, Any]) -> Call:
@@ -212,6 +213,7 @@ class Relay:
             protocol_version=call.protocol_version,
             transport=self.transport,
             meta=meta,
+            after_answer=call.after_answer,
         )
 
     async def _tools_call(self, call: Call) -> dict[str, Any]:

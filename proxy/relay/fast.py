@@ -16,6 +16,9 @@ What it keeps, as the SDK dispatcher does it:
 - handler errors become JSON-RPC errors (`MCPError` as is, anything else an internal error);
 - requests in flight when the proxy shuts down are answered with CONNECTION_CLOSED.
 
+What the call's exchange leaves for after the answer (`Call.after_answer`: a journaled call's
+audit record) runs once the answer is written, or the client cancelled the call.
+
 Everything else stays with the SDK: the handshake, a request that is not a plain well-formed
 request object, a request carrying a 2026-07-28 envelope (the SDK refuses it on a handshake
 connection), all notifications (cancellations are also seen here), responses to the SDK's own
@@ -37,6 +40,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, PROTOCOL_VERSION_META_KEY
 
+from pgwarden.proxy.pipeline.gate import AfterAnswer
 from pgwarden.proxy.relay.core import Call, ProgressSender, Relay
 from pgwarden.proxy.relay.wire import encode_line, is_modern
 
@@ -103,6 +107,7 @@ class StdioFastPath:
             conn,
             principal=self._principal,
             progress=self._progress_sender(params),
+            after_answer=[],
         )
         state = _InFlight(anyio.CancelScope())
         self._inflight[coerce_request_id(rid)] = state  # a duplicate id replaces the older one (as the SDK)
@@ -147,6 +152,13 @@ class StdioFastPath:
         return send
 
     async def _serve(self, call: Call, state: _InFlight) -> None:
+        try:
+            await self._answer(call, state)
+        finally:
+            if call.after_answer:
+                await run_after_answer(call.after_answer)
+
+    async def _answer(self, call: Call, state: _InFlight) -> None:
         rid = call.request_id
         assert rid is not None
         key = coerce_request_id(rid)
@@ -195,6 +207,17 @@ def error_answer(rid: str | int, error: dict[str, Any]) -> dict[str, Any]:
 def _has_modern_envelope(params: dict[str, Any] | None) -> bool:
     meta = params.get("_meta") if params else None
     return isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta
+
+
+async def run_after_answer(work: list[AfterAnswer]) -> None:
+    """What the call's exchange left for after its answer (its audit record): run to the end,
+    shielded like the gate's own audit writes, whatever happens to the task."""
+    with anyio.CancelScope(shield=True):
+        for step in work:
+            try:
+                await step()
+            except Exception:
+                logger.exception("work after an answer failed")
 
 
 async def _quietly(emit: Emit, data: bytes) -> None:

@@ -58,7 +58,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgwarden.proxy.relay.core import Call, Relay
-from pgwarden.proxy.relay.fast import error_answer, routed_answer
+from pgwarden.proxy.relay.fast import error_answer, routed_answer, run_after_answer
 from pgwarden.proxy.relay.wire import is_modern
 
 logger = logging.getLogger(__name__)
@@ -163,17 +163,25 @@ class HttpFastPath:
 
     async def _serve(self, taken: _Taken, receive: Receive, send: Send) -> None:
         message = taken.message
-        rid: str | int = message["id"]
         call = Call(
             message["method"],
             message.get("params"),
-            rid,
+            message["id"],
             taken.connection.protocol_version,
             taken.connection,
             principal=taken.principal,
             request=taken.request,
             back_channel=False,
+            after_answer=[],
         )
+        try:
+            await self._answer(taken, call, receive, send)
+        finally:
+            if call.after_answer:
+                await run_after_answer(call.after_answer)
+
+    async def _answer(self, taken: _Taken, call: Call, receive: Receive, send: Send) -> None:
+        rid: str | int = taken.message["id"]
         state = _InFlight(anyio.CancelScope())
         key = (taken.session_id, coerce_request_id(rid))
         self._inflight[key] = state  # a duplicate id replaces the older one (as the SDK)

@@ -93,9 +93,15 @@ class RequestSpan:
         # Attributes added after the span started are visible only to span exporters: with
         # none configured, `record_decision` skips building them on the span.
         self._exported = telemetry.providers.exports_spans
+        self.audit_deferred = False  # the record is written after the answer (after the span)
         ctx = span.get_span_context()
         self.trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
         self.span_id = f"{ctx.span_id:016x}" if ctx.is_valid else None
+
+    @property
+    def exported(self) -> bool:
+        """Whether a span exporter receives this span (and so its attributes)."""
+        return self._exported
 
     # -- structure ---------------------------------------------------------------------------
 

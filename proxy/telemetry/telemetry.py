@@ -120,7 +120,8 @@ class Telemetry:
                         req.set_error(type(exc).__qualname__)
                     raise
                 finally:
-                    if req.outcome.decision is not None and req.audit_record is None:
+                    if req.outcome.decision is not None and req.audit_record is None \
+                            and not req.audit_deferred:
                         log.debug("%s finished with a decision but no audit record", name)
                     req._finish()
         finally:

@@ -306,3 +306,142 @@ def test_records_due_while_another_thread_commits_are_still_synced(
         time.sleep(0.01)
     assert probe.synced_sizes("chain") == [audit_path.stat().st_size]
     log.close()
+
+
+# -- the record after the answer (fronts that run work after writing it) -------------------------
+
+RECORDED_ROW = "row-value-of-the-answer"
+
+
+def guarded_gate(tmp_path: Path, log: AuditLog, **telemetry: Any) -> Any:
+    from pgwarden.proxy.guard.catalog import Catalog
+    from pgwarden.proxy.pipeline.guarded import GuardedGate
+    from pgwarden.proxy.policy import load_policy
+    from pgwarden.proxy.telemetry import Telemetry, TelemetryConfig
+    from pgwarden.proxy.toolmaps.presets import PRESETS
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "version: 1\nsearch_path: [public]\nrules:\n"
+        "  - id: read\n    effect: allow\n    when: 'true'\n    tools: [query]\n"
+        "    tables: [public.products]\n"
+    )
+    catalog = Catalog.from_mapping({"public.products": ("id", "name", "price")})
+    policy = load_policy([policy_file], catalog=catalog)
+    return GuardedGate(lambda: policy, tool_map=PRESETS["pgwarden"], catalog=catalog,
+                       telemetry=Telemetry.from_config(TelemetryConfig(**telemetry)), audit=log)
+
+
+async def answered_call(gate: Any, rid: int, later: list[Any] | None) -> Any:
+    """One allowed call through the real gate, as a front that runs `later` after its answer."""
+    from pgwarden.proxy.auth import principal_from_mapping
+    from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Outcome
+
+    context = CallContext(principal=principal_from_mapping({"id": "ann"}), upstream="up",
+                          method="tools/call", request_id=rid, after_answer=later)
+    with gate.open(context, tool="query") as exchange:
+        verdict = exchange.check_tool_call("query", {"sql": f"SELECT name FROM products WHERE id = {rid}"})
+        assert isinstance(verdict, Allowed)
+        result = {"content": [{"type": "text", "text": RECORDED_ROW}], "isError": False}
+        return await exchange.finish(verdict, Outcome(result=result))
+
+
+def test_a_front_that_runs_work_after_the_answer_gets_the_record_after_it(tmp_path: Path) -> None:
+    """The answer waits for the journal line only; the record, with the call's outcome, is
+    written once the front has answered. The log's first record still goes before its answer:
+    only a log known to be writable leaves records for later."""
+    audit_path = tmp_path / "audit.jsonl"
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    gate = guarded_gate(tmp_path, log)
+    first: list[Any] = []
+    later: list[Any] = []
+
+    async def main() -> None:
+        await answered_call(gate, 6, first)
+        assert first == [] and [r["request_id"] for r in lines(audit_path)] == ["6"]
+        answer = await answered_call(gate, 7, later)
+        assert answer is None or RECORDED_ROW in json.dumps(answer)  # the data, not a deny
+        # Answered: the decision is durable in the journal, the chain has no record yet.
+        pending = read_journal(journal_path(audit_path))
+        assert pending is not None and "7" in [i.entry["request_id"] for i in pending.intents]
+        assert [r["request_id"] for r in lines(audit_path)] == ["6"]
+        assert len(later) == 1
+        await later[0]()
+
+    asyncio.run(main())
+    record = lines(audit_path)[-1]
+    assert record["request_id"] == "7" and record["decision"] == "allow" and record["intent"]
+    assert record["is_error"] is False
+    log.close()
+    assert journal_path(audit_path).stat().st_size == 0  # its record is durable: nothing to recover
+    assert verify_files([audit_path]).ok
+
+
+def test_a_front_without_such_work_gets_the_record_before_the_answer(tmp_path: Path) -> None:
+    audit_path = tmp_path / "audit.jsonl"
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    gate = guarded_gate(tmp_path, log)
+    asyncio.run(answered_call(gate, 8, None))
+    asyncio.run(answered_call(gate, 9, None))
+    assert [r["request_id"] for r in lines(audit_path)] == ["8", "9"]
+    log.close()
+
+
+def test_exported_spans_get_the_record_before_the_answer(tmp_path: Path) -> None:
+    """A span exporter reads the record's number off the span, which ends with the answer."""
+    audit_path = tmp_path / "audit.jsonl"
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    gate = guarded_gate(tmp_path, log, traces="console")
+    later: list[Any] = []
+    asyncio.run(answered_call(gate, 9, later))
+    asyncio.run(answered_call(gate, 10, later))
+    assert later == [] and [r["request_id"] for r in lines(audit_path)] == ["9", "10"]
+    log.close()
+
+
+def test_a_record_that_fails_after_the_answer_is_recovered_from_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The call was answered with its decision durable; its record cannot be written (a full
+    disk). Nothing raises into the front, the failure is counted and logged, and the next start
+    puts the decision in the chain with its outcome marked lost."""
+    audit_path = tmp_path / "audit.jsonl"
+    log = AuditLog(audit_path, instance_id="test-1", strict=True)
+    gate = guarded_gate(tmp_path, log)
+    real_write = os.write
+    chain = audit_path.resolve()
+
+    def write(fd: int, data: Any) -> int:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")) == chain:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    later: list[Any] = []
+
+    async def main() -> tuple[Any, Any]:
+        await answered_call(gate, 10, None)  # the log has written a record: later ones may follow
+        answer = await answered_call(gate, 11, later)
+        monkeypatch.setattr(os, "write", write)
+        await later[0]()  # must not raise: the answer is already out
+        # The disk is still full: the next call's record goes before its answer again, and
+        # since it cannot be written, that call is denied.
+        refused = await answered_call(gate, 12, later)
+        monkeypatch.setattr(os, "write", real_write)
+        return answer, refused
+
+    answer, refused = asyncio.run(main())
+    assert answer is None or RECORDED_ROW in json.dumps(answer)
+    assert len(later) == 1 and refused["isError"] is True and RECORDED_ROW not in json.dumps(refused)
+    assert log.failures == 2
+    assert "could not be written" in caplog.text and "SELECT" not in caplog.text
+    assert [r["request_id"] for r in lines(audit_path)] == ["10"]
+    log.close()
+    assert read_journal(journal_path(audit_path)) is not None  # kept: call 11 has no record
+
+    reopened = AuditLog(audit_path, instance_id="test-1", strict=True)
+    reopened.append(entry(13))
+    reopened.close()
+    _first, recovered, after = lines(audit_path)
+    assert recovered["request_id"] == "11" and recovered["reason_code"] == OUTCOME_LOST
+    assert recovered["rows"] is None and after["rows"] == 13
+    assert verify_files([audit_path]).ok

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -294,16 +295,28 @@ def _shape(response: httpx2.Response, session: str) -> tuple[int, list[tuple[str
     return response.status_code, headers, plain(response.text)
 
 
-def _audit_records(path: Path | None, skip: int) -> list[dict[str, Any]]:
+async def _audit_records(path: Path | None, skip: int, count: int) -> list[dict[str, Any]]:
+    """The records after the first `skip`, once there are `count` of them (a call's record may
+    follow its answer by a moment; the front runs on this event loop), or what there is after 10 s."""
     assert path is not None
-    records = [json.loads(line) for line in path.read_text().splitlines()[skip:]] if path.exists() else []
+    deadline = time.monotonic() + 10
+    while True:
+        lines = _audit_lines(path)[skip:]
+        if len(lines) >= count or time.monotonic() > deadline:
+            break
+        await anyio.sleep(0.01)
+    records = [json.loads(line) for line in lines]
     assert all(isinstance(r.get("session_id"), str) and r["session_id"] for r in records)
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
 
 
+def _audit_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _audit_count(path: Path | None) -> int:
     assert path is not None
-    return len(path.read_text().splitlines()) if path.exists() else 0
+    return len(_audit_lines(path))
 
 
 def _database_counts(admin_dsn: str) -> dict[int, int]:
@@ -391,7 +404,8 @@ async def test_fast_answers_equal_the_sdk_path(fronts: Fronts, mode: str, admin_
                     )
                     shapes.append(_shape(response, session))
         seen[fast] = shapes
-        audits[fast] = _audit_records(front.audit, before)
+        expected = 2 * sum(1 for *_, audited in CALLS if audited)
+        audits[fast] = await _audit_records(front.audit, before, expected)
         assert front.served - served == (2 * len(CALLS) if fast else 0)
     assert seen[True] == seen[False]
     assert audits[True] == audits[False]

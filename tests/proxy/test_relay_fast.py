@@ -319,3 +319,44 @@ def test_real_gate_audits_each_fast_path_call_once_even_cancelled_or_cut_off(
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert sorted(r["request_id"] for r in records) == ["2", "3", "slow"], records
     assert all(r["tool"] == "query" and r["principal"] == "ann" for r in records)
+
+
+def test_real_gate_answers_once_the_decision_is_journaled_and_records_after(
+    reader_dsn: str, tmp_path: Path
+) -> None:
+    """On the fast path a journaled call's answer leaves once its decision is in the journal;
+    its record, with the outcome, follows in the chain under the same intent."""
+    from pgwarden.proxy.audit import verify_files
+    from pgwarden.proxy.audit.journal import journal_path, read_journal
+
+    audit = tmp_path / "audit.jsonl"
+    args = proxy_args(pgwarden_server_command(reader_dsn), ANALYST, audit=audit, catalog_dsn=reader_dsn)
+    process = subprocess.Popen(
+        [PGWARDEN, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    client = RawClient(process)
+    try:
+        client.handshake()
+        client.request(4, "tools/call", {"name": "query", "arguments": {"sql": QUICK_SQL}})  # the log's first
+        answer = client.request(5, "tools/call", {"name": "query", "arguments": {"sql": QUICK_SQL}})
+        assert answer["result"]["structuredContent"]["rows"] == [[1]], answer
+        journaled = read_journal(journal_path(audit))
+        assert journaled is not None
+        (intent,) = [i for i in journaled.intents if i.entry["request_id"] == "5"]
+        assert intent.entry["decision"] == "allow" and "rows" not in intent.entry
+        deadline = time.monotonic() + 10
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(records) < 2:
+            records = [json.loads(line) for line in audit.read_text().splitlines()]
+            time.sleep(0.01)
+        assert [r["request_id"] for r in records] == ["4", "5"]
+        assert (records[1]["intent"], records[1]["rows"]) == (intent.id, 1)
+        client.close_input()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert journal_path(audit).stat().st_size == 0  # every decision has its durable record
+    assert verify_files([audit]).ok
