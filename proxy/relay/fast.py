@@ -54,6 +54,18 @@ _SHUTDOWN_WRITE_TIMEOUT_S = 1.0
 _SHUTDOWN_WAIT_S = 2.0
 
 
+_scope_class: type[anyio.CancelScope] | None = None
+
+
+def new_cancel_scope() -> anyio.CancelScope:
+    """`anyio.CancelScope()` for the running event loop, made by its class directly: anyio's
+    constructor looks up the running backend on every call, once per request here."""
+    global _scope_class
+    if _scope_class is None:
+        _scope_class = type(anyio.CancelScope())
+    return _scope_class()
+
+
 def encode(message: Mapping[str, Any]) -> bytes:
     """One JSON-RPC line (NaN/Infinity as null, as the SDK's envelope models write them)."""
     return encode_line(message)
@@ -109,7 +121,7 @@ class StdioFastPath:
             progress=self._progress_sender(params),
             after_answer=[],
         )
-        state = _InFlight(anyio.CancelScope())
+        state = _InFlight(new_cancel_scope())
         self._inflight[coerce_request_id(rid)] = state  # a duplicate id replaces the older one (as the SDK)
         task = asyncio.get_running_loop().create_task(self._serve(call, state))
         self._tasks[task] = state

@@ -58,7 +58,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgwarden.proxy.relay.core import Call, Relay
-from pgwarden.proxy.relay.fast import error_answer, routed_answer, run_after_answer
+from pgwarden.proxy.relay.fast import error_answer, new_cancel_scope, routed_answer, run_after_answer
 from pgwarden.proxy.relay.wire import is_modern
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _HANDSHAKE = frozenset({"initialize", "server/discover"})
 _BACK_CHANNEL_CAPABILITIES = ("sampling", "elicitation", "roots")
 _SHUTDOWN_WRITE_TIMEOUT_S = 1.0
+_DISCONNECT_WATCH_AFTER_S = 0.05  # a client that leaves earlier is noticed at this point
 _WANTED = frozenset(
     {b"content-type", b"content-length", b"accept", b"mcp-session-id", b"mcp-protocol-version"}
 )
@@ -182,13 +183,13 @@ class HttpFastPath:
 
     async def _answer(self, taken: _Taken, call: Call, receive: Receive, send: Send) -> None:
         rid: str | int = taken.message["id"]
-        state = _InFlight(anyio.CancelScope())
+        state = _InFlight(new_cancel_scope())
         key = (taken.session_id, coerce_request_id(rid))
         self._inflight[key] = state  # a duplicate id replaces the older one (as the SDK)
         self._watch_session(taken.session_id, taken.connection)
         self.served += 1
         hold = _IdleHold(taken.transport)
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, state))
+        watch = _DisconnectWatch(receive, state)
         answer: dict[str, Any] | None = None
         try:
             with state.scope:
@@ -200,7 +201,7 @@ class HttpFastPath:
                 await _quietly(self._respond(send, taken.session_id, closed))
             raise
         finally:
-            watcher.cancel()
+            watch.stop()
             hold.release()
             if self._inflight.get(key) is state:
                 del self._inflight[key]
@@ -359,6 +360,24 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, Message
             return bytes(chunks), False, None
         if not message.get("more_body", False):
             return bytes(chunks), True, None
+
+
+class _DisconnectWatch:
+    """Watches for the client going away during a call that is still running after
+    `_DISCONNECT_WATCH_AFTER_S` (most calls are answered sooner, and need no watching task)."""
+
+    def __init__(self, receive: Receive, state: _InFlight) -> None:
+        self._receive, self._state = receive, state
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(_DISCONNECT_WATCH_AFTER_S, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(_watch_disconnect(self._receive, self._state))
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def _watch_disconnect(receive: Receive, state: _InFlight) -> None:
