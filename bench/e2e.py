@@ -62,6 +62,7 @@ PROXY_JSON = "pgwarden proxy, JSON answers"
 DIRECT_JSON = "direct, JSON answers"
 JSON_ANSWERS_ENV = {"PGWARDEN_HTTP_RESPONSES": "json"}
 PW_RELAY = "pgwarden relay, no policy"
+BYTE_RELAY = "byte copy, no parsing"
 SDK_RELAY = "SDK relay, no policy"
 MCP_PROXY = "mcp-proxy 0.13 (PyPI), no policy"
 
@@ -110,6 +111,11 @@ def build_targets(
             )
         )
         if up == T.PGWARDEN_SERVER:
+            out.append(
+                T.Target(
+                    BYTE_RELAY, up, "stdio", tuple(T.byte_relay_command(server)), measured="bench.byte_relay"
+                )
+            )
             out.append(
                 T.Target(
                     PW_RELAY,

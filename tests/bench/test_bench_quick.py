@@ -40,6 +40,8 @@ def test_harness_runs_direct_and_proxy_side_by_side_and_renders_the_report(demo_
         T.Target(e2e.PROXY_OFF, T.PGWARDEN_SERVER, "stdio", tuple(T.proxy_command(
             server, policy="simple", catalog_dsn=demo_db.admin_dsn, audit=audit_off)),
             measured="pgwarden proxy", env=e2e.SHAPES_OFF_ENV),
+        T.Target(e2e.BYTE_RELAY, T.PGWARDEN_SERVER, "stdio", tuple(T.byte_relay_command(server)),
+                 measured="bench.byte_relay"),
     ]
     measured = anyio.run(e2e.run_group, group, 3, 2)
 
