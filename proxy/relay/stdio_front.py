@@ -54,11 +54,12 @@ _QUEUED_LINES_HIGH = 64  # lines waiting for the reader task before the pipe sto
 class _PipeLines(asyncio.Protocol):
     """A pipe's lines, split as the bytes arrive.
 
-    While no line waits for the reader task, each new line is first offered to `offer` right
-    in the event loop's read callback: a line the fast path serves costs no task switch and no
-    stream buffer. Every other line waits, in order, for `lines()`; a line that arrived while
-    others were waiting is offered only when its turn comes, so lines are always handled in the
-    order they came. Too many waiting lines pause the pipe until the reader catches up.
+    While the reader task has no line to handle, each new line is first offered to `offer`
+    right in the event loop's read callback: a line the fast path serves costs no task switch
+    and no stream buffer. Every other line waits, in order, for `lines()`; a line that arrives
+    while the reader has lines to handle is offered only when its turn comes, so lines are
+    always handled in the order they came (a request never overtakes the notification before
+    it on its way to the SDK). Too many waiting lines pause the pipe until the reader catches up.
     """
 
     def __init__(self, offer: Offer | None) -> None:
@@ -69,6 +70,7 @@ class _PipeLines(asyncio.Protocol):
         self._transport: asyncio.ReadTransport | None = None
         self._paused = False
         self._ended = False
+        self._handling = False  # the reader task is handling a line (e.g. handing it to the SDK)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.ReadTransport)
@@ -95,7 +97,7 @@ class _PipeLines(asyncio.Protocol):
                 return
             if not line.strip():
                 continue
-            offered = not self._queue and self._offer is not None
+            offered = not self._queue and not self._handling and self._offer is not None
             if offered and self._offer(line):  # type: ignore[misc]
                 continue
             self._put(line, offered)
@@ -150,7 +152,11 @@ class _PipeLines(asyncio.Protocol):
                     self._paused = False
                     assert self._transport is not None
                     self._transport.resume_reading()
-                yield item
+                self._handling = True  # until the reader comes back for the next line
+                try:
+                    yield item
+                finally:
+                    self._handling = False
             if self._ended:
                 return
             self._waiter = asyncio.get_running_loop().create_future()

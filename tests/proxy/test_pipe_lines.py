@@ -175,3 +175,21 @@ async def test_calls_in_flight_when_the_upstream_exits_fail_connection_closed() 
         with pytest.raises(MCPError) as failed:
             await call
     assert failed.value.error.code == CONNECTION_CLOSED
+
+
+async def test_a_line_never_overtakes_one_the_reader_is_still_handling() -> None:
+    offer = Offers(take={b"request"})
+    handled: list[bytes] = []
+    async with piped_lines(offer) as (fd, lines):
+        os.write(fd, b"notification\n")
+        async for line, offered in lines:
+            if not offered and offer(line):  # as the front's reader task does
+                continue
+            if line == b"notification":
+                # While the reader hands this line on (to the SDK), the next one arrives.
+                os.write(fd, b"request\n")
+                await anyio.sleep(0.05)
+                assert offer.seen == [b"notification"]  # not offered, let alone taken, meanwhile
+                os.close(fd)
+            handled.append(line)
+    assert handled == [b"notification"] and offer.seen == [b"notification", b"request"]
