@@ -46,7 +46,7 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 from opentelemetry.propagate import inject
 from pydantic_core import from_json
 
-from pgwarden.proxy.relay.wire import encode_line
+from pgwarden.proxy.relay.wire import encode_line, split_lines
 
 logger = logging.getLogger(__name__)
 
@@ -230,22 +230,10 @@ class PipeLink:
         """Stdout bytes (tapped): answer requests at once while no line waits before them."""
         if self._eof:
             return
-        partial = self._partial
-        if b"\n" not in data:
-            partial += data
-            return
-        if partial:
-            partial += data
-            data = bytes(partial)
-            partial.clear()
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        for line in lines:
+        for line in split_lines(self._partial, data):
             if not line.strip() or (not self._lines and self._answer_now(line)):
                 continue
             self._lines.append(line)
-        if rest:
-            partial += rest
         if self._lines:
             transport = self._stdout_transport
             if len(self._lines) > _QUEUED_LINES_HIGH and not self._paused and transport is not None:
@@ -278,13 +266,18 @@ class PipeLink:
         rid = _raw_id(body.get("id"))
         if rid is None:
             return False
+        self._settle(rid, body)
+        return True
+
+    def _settle(self, rid: int, body: dict[str, Any]) -> None:
+        """Resolve raw-path request `rid` with the answer `body` (a late or unknown answer is
+        dropped, like the dispatcher does)."""
         waiter = self._waiters.get(rid)
         if waiter is not None and not waiter.future.done():
             if _is_result(body):
                 waiter.future.set_result(body["result"])
             else:
                 waiter.future.set_exception(_error_of(body))
-        return True  # late or unknown raw-path answer: dropped, like the dispatcher does
 
     async def read_loop(self) -> None:
         """Route the upstream's stdout lines until EOF. Then fail what is in flight."""
@@ -318,24 +311,14 @@ class PipeLink:
     async def _read_stream(self) -> None:
         """`read_loop` on a stdout that could not be tapped: read it as a stream."""
         stdout = self._process.stdout
-        pending: list[bytes] = []  # a line's start, while its end has not arrived
+        pending = bytearray()  # a line's start, while its end has not arrived
         try:
             while True:
                 try:
                     chunk = await stdout.receive(1 << 16)
                 except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                     break
-                if b"\n" not in chunk:
-                    pending.append(chunk)
-                    continue
-                if pending:
-                    pending.append(chunk)
-                    chunk = b"".join(pending)
-                    pending.clear()
-                lines = chunk.split(b"\n")
-                if lines[-1]:
-                    pending.append(lines[-1])
-                for line in lines[:-1]:
+                for line in split_lines(pending, chunk):
                     if line.strip():
                         await self._route(line)
         finally:
@@ -355,13 +338,8 @@ class PipeLink:
         if isinstance(body, dict) and "method" not in body:
             rid = _raw_id(body.get("id"))
             if rid is not None:
-                waiter = self._waiters.get(rid)
-                if waiter is not None and not waiter.future.done():
-                    if _is_result(body):
-                        waiter.future.set_result(body["result"])
-                    else:
-                        waiter.future.set_exception(_error_of(body))
-                return  # late or unknown raw-path answer: dropped, like the dispatcher does
+                self._settle(rid, body)
+                return
         elif (
             isinstance(body, dict)
             and body.get("method") == "notifications/progress"

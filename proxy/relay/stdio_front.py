@@ -31,6 +31,8 @@ from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 from pydantic_core import from_json
 
+from pgwarden.proxy.relay.wire import split_lines
+
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one message; longer lines are refused, not buffered forever
 
 
@@ -79,19 +81,7 @@ class _PipeLines(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._ended:
             return
-        partial = self._partial
-        if b"\n" not in data:
-            partial += data
-            if len(partial) > MAX_LINE_BYTES:
-                self._too_long()
-            return
-        if partial:
-            partial += data
-            data = bytes(partial)
-            partial.clear()
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        for line in lines:
+        for line in split_lines(self._partial, data):
             if len(line) > MAX_LINE_BYTES:
                 self._too_long()
                 return
@@ -101,10 +91,8 @@ class _PipeLines(asyncio.Protocol):
             if offered and self._offer(line):  # type: ignore[misc]
                 continue
             self._put(line, offered)
-        if rest:
-            partial += rest
-            if len(partial) > MAX_LINE_BYTES:
-                self._too_long()
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._too_long()
 
     def eof_received(self) -> bool:
         self._end()

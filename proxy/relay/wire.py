@@ -54,6 +54,21 @@ def rebuild_params(
     return out
 
 
+def split_lines(partial: bytearray, data: bytes) -> list[bytes]:
+    """The lines `data` completes: `partial` (bytes of a line whose end has not come yet) is
+    joined in front of it, and keeps what follows the last newline."""
+    if b"\n" not in data:
+        partial += data
+        return []
+    if partial:
+        partial += data
+        data = bytes(partial)
+        partial.clear()
+    lines = data.split(b"\n")
+    partial += lines.pop()
+    return lines
+
+
 def encode_line(message: Mapping[str, Any]) -> bytes:
     """One JSON-RPC line: `message` as compact JSON and a newline, NaN/Infinity as null (as the
     SDK's envelope models write them).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -51,3 +52,23 @@ def write_log(path: Path, count: int, **kwargs: object) -> AuditLog:
         log.append(entry(i, principal="alice" if i % 2 else "bob", decision="allow" if i % 3 else "deny"))
     log.close()
     return log
+
+
+def products_gate(tmp_path: Path, log: AuditLog, **telemetry: object) -> Any:
+    """The real gate, with a policy that lets principal "ann" read public.products through the
+    `query` tool, auditing to `log`."""
+    from pgwarden.proxy.guard.catalog import Catalog
+    from pgwarden.proxy.pipeline.guarded import GuardedGate
+    from pgwarden.proxy.policy import load_policy
+    from pgwarden.proxy.toolmaps.presets import PRESETS
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "version: 1\nsearch_path: [public]\nrules:\n"
+        "  - id: read\n    effect: allow\n    when: 'true'\n    tools: [query]\n"
+        "    tables: [public.products]\n"
+    )
+    catalog = Catalog.from_mapping({"public.products": ("id", "name", "price")})
+    policy = load_policy([policy_file], catalog=catalog)
+    return GuardedGate(lambda: policy, tool_map=PRESETS["pgwarden"], catalog=catalog,
+                       telemetry=Telemetry.from_config(TelemetryConfig(**telemetry)), audit=log)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import entry
+from audit_helpers import entry, products_gate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -375,24 +375,11 @@ def test_a_failed_write_withholds_every_exchange_result_of_the_batch(
     tmp_path: Path, probe: SyncProbe
 ) -> None:
     from pgwarden.proxy.auth import principal_from_mapping
-    from pgwarden.proxy.guard.catalog import Catalog
     from pgwarden.proxy.pipeline.gate import Allowed, CallContext, Outcome
-    from pgwarden.proxy.pipeline.guarded import AUDIT_FAILED_TEXT, GuardedGate
-    from pgwarden.proxy.policy import load_policy
-    from pgwarden.proxy.telemetry import Telemetry, TelemetryConfig
-    from pgwarden.proxy.toolmaps.presets import PRESETS
+    from pgwarden.proxy.pipeline.guarded import AUDIT_FAILED_TEXT
 
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(
-        "version: 1\nsearch_path: [public]\nrules:\n"
-        "  - id: read\n    effect: allow\n    when: 'true'\n    tools: [query]\n"
-        "    tables: [public.products]\n"
-    )
-    catalog = Catalog.from_mapping({"public.products": ("id", "name", "price")})
-    policy = load_policy([policy_file], catalog=catalog)
     log = AuditLog(tmp_path / "audit.jsonl", instance_id="test-1", strict=True)
-    gate = GuardedGate(lambda: policy, tool_map=PRESETS["pgwarden"], catalog=catalog,
-                       telemetry=Telemetry.from_config(TelemetryConfig()), audit=log)
+    gate = products_gate(tmp_path, log)
     principal = principal_from_mapping({"id": "ann"})
     secret_row = "row-value-that-must-not-come-back"
     result = {"content": [{"type": "text", "text": secret_row}], "isError": False}

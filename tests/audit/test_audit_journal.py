@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import entry
+from audit_helpers import entry, products_gate
 
 import pgwarden.proxy.audit.log as audit_log_module
 from pgwarden.proxy.audit import AuditLog, AuditWriteError, verify_files
@@ -120,7 +120,7 @@ def test_the_journaled_decision_holds_no_outcome_and_no_literal(audit_path: Path
 CRASH = """
 import asyncio, os, sys
 sys.path.insert(0, {helpers!r})
-from audit_helpers import entry
+from audit_helpers import entry, products_gate
 from pgwarden.proxy.audit import AuditLog
 
 log = AuditLog({path!r}, instance_id="test-1", strict=True)
@@ -313,25 +313,6 @@ def test_records_due_while_another_thread_commits_are_still_synced(
 RECORDED_ROW = "row-value-of-the-answer"
 
 
-def guarded_gate(tmp_path: Path, log: AuditLog, **telemetry: Any) -> Any:
-    from pgwarden.proxy.guard.catalog import Catalog
-    from pgwarden.proxy.pipeline.guarded import GuardedGate
-    from pgwarden.proxy.policy import load_policy
-    from pgwarden.proxy.telemetry import Telemetry, TelemetryConfig
-    from pgwarden.proxy.toolmaps.presets import PRESETS
-
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(
-        "version: 1\nsearch_path: [public]\nrules:\n"
-        "  - id: read\n    effect: allow\n    when: 'true'\n    tools: [query]\n"
-        "    tables: [public.products]\n"
-    )
-    catalog = Catalog.from_mapping({"public.products": ("id", "name", "price")})
-    policy = load_policy([policy_file], catalog=catalog)
-    return GuardedGate(lambda: policy, tool_map=PRESETS["pgwarden"], catalog=catalog,
-                       telemetry=Telemetry.from_config(TelemetryConfig(**telemetry)), audit=log)
-
-
 async def answered_call(gate: Any, rid: int, later: list[Any] | None) -> Any:
     """One allowed call through the real gate, as a front that runs `later` after its answer."""
     from pgwarden.proxy.auth import principal_from_mapping
@@ -352,7 +333,7 @@ def test_a_front_that_runs_work_after_the_answer_gets_the_record_after_it(tmp_pa
     only a log known to be writable leaves records for later."""
     audit_path = tmp_path / "audit.jsonl"
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
-    gate = guarded_gate(tmp_path, log)
+    gate = products_gate(tmp_path, log)
     first: list[Any] = []
     later: list[Any] = []
 
@@ -380,7 +361,7 @@ def test_a_front_that_runs_work_after_the_answer_gets_the_record_after_it(tmp_pa
 def test_a_front_without_such_work_gets_the_record_before_the_answer(tmp_path: Path) -> None:
     audit_path = tmp_path / "audit.jsonl"
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
-    gate = guarded_gate(tmp_path, log)
+    gate = products_gate(tmp_path, log)
     asyncio.run(answered_call(gate, 8, None))
     asyncio.run(answered_call(gate, 9, None))
     assert [r["request_id"] for r in lines(audit_path)] == ["8", "9"]
@@ -391,7 +372,7 @@ def test_exported_spans_get_the_record_before_the_answer(tmp_path: Path) -> None
     """A span exporter reads the record's number off the span, which ends with the answer."""
     audit_path = tmp_path / "audit.jsonl"
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
-    gate = guarded_gate(tmp_path, log, traces="console")
+    gate = products_gate(tmp_path, log, traces="console")
     later: list[Any] = []
     asyncio.run(answered_call(gate, 9, later))
     asyncio.run(answered_call(gate, 10, later))
@@ -407,7 +388,7 @@ def test_a_record_that_fails_after_the_answer_is_recovered_from_the_journal(
     puts the decision in the chain with its outcome marked lost."""
     audit_path = tmp_path / "audit.jsonl"
     log = AuditLog(audit_path, instance_id="test-1", strict=True)
-    gate = guarded_gate(tmp_path, log)
+    gate = products_gate(tmp_path, log)
     real_write = os.write
     chain = audit_path.resolve()
 

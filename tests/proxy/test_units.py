@@ -234,3 +234,13 @@ def test_garbage_lines_get_json_rpc_errors() -> None:
     invalid = error_for_line(b'{"jsonrpc": "2.0", "id": "a", "method": 1}')
     assert (invalid.id, invalid.error.code) == ("a", -32600)
     assert error_for_line(b'{"id": true}').id is None
+
+
+def test_split_lines_keeps_the_unfinished_line_for_the_next_chunk() -> None:
+    from pgwarden.proxy.relay.wire import split_lines
+
+    partial = bytearray()
+    assert split_lines(partial, b'{"a"') == [] and partial == b'{"a"'
+    assert split_lines(partial, b':1}\n{"b":2}\n\n{"c"') == [b'{"a":1}', b'{"b":2}', b""]
+    assert partial == b'{"c"'
+    assert split_lines(partial, b":3}\n") == [b'{"c":3}'] and partial == b""
