@@ -106,6 +106,7 @@ class PipeLink:
         self._wakeup: asyncio.Future[None] | None = None
         self._eof = False
         self._paused = False
+        self._routing = False  # `read_loop` is routing a line (it may wait for the SDK to take it)
         self._stdout_transport: asyncio.ReadTransport | None = None
         self.tapped = self._tap(process.stdout)
 
@@ -227,11 +228,11 @@ class PipeLink:
         return True
 
     def _on_data(self, data: bytes) -> None:
-        """Stdout bytes (tapped): answer requests at once while no line waits before them."""
+        """Stdout bytes (tapped): answer requests at once while no line is before them."""
         if self._eof:
             return
         for line in split_lines(self._partial, data):
-            if not line.strip() or (not self._lines and self._answer_now(line)):
+            if not line.strip() or (not self._lines and not self._routing and self._answer_now(line)):
                 continue
             self._lines.append(line)
         if self._lines:
@@ -293,7 +294,11 @@ class PipeLink:
                         self._paused = False
                         assert self._stdout_transport is not None
                         self._stdout_transport.resume_reading()
-                    await self._route(line)
+                    self._routing = True  # a later answer must not overtake this line
+                    try:
+                        await self._route(line)
+                    finally:
+                        self._routing = False
                 if self._eof:
                     return
                 self._wakeup = asyncio.get_running_loop().create_future()

@@ -3,7 +3,8 @@ ways an SDK server never would (for the relay's raw upstream path).
 
 Tools: `echo` (answers normally), `string_id` (echoes the request id as a string), `bad_result`
 (a result that is not an object), `garbage_first` (a line that is not JSON, then the answer),
-`split` (the answer written in two pieces, a pause between them).
+`split` (the answer written in two pieces, a pause between them), `chatty` (as many log
+notifications as its text says, then the answer a moment later).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def answer(request: dict[str, Any]) -> None:
         }})
         return
     if method == "tools/list":
-        names = ["echo", "string_id", "bad_result", "garbage_first", "split"]
+        names = ["echo", "string_id", "bad_result", "garbage_first", "split", "chatty"]
         tools = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
         write({"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}})
         return
@@ -49,6 +50,12 @@ def answer(request: dict[str, Any]) -> None:
         write({"jsonrpc": "2.0", "id": rid, "result": [said]})
     elif name == "garbage_first":
         write(b"this is not JSON\n")
+        write({"jsonrpc": "2.0", "id": rid, "result": text(said)})
+    elif name == "chatty":  # log notifications first, the answer a moment later
+        for n in range(int(said)):
+            write({"jsonrpc": "2.0", "method": "notifications/message",
+                   "params": {"level": "info", "data": f"note {n}"}})
+        time.sleep(0.2)
         write({"jsonrpc": "2.0", "id": rid, "result": text(said)})
     elif name == "split":
         data = json.dumps({"jsonrpc": "2.0", "id": rid, "result": text(said)}).encode() + b"\n"

@@ -193,3 +193,19 @@ async def test_a_line_never_overtakes_one_the_reader_is_still_handling() -> None
                 os.close(fd)
             handled.append(line)
     assert handled == [b"notification"] and offer.seen == [b"notification", b"request"]
+
+
+async def test_an_answer_never_overtakes_a_line_still_on_its_way_to_the_sdk() -> None:
+    """17 log notifications fill the SDK's read stream (16 deep) and leave the reader waiting
+    to hand on the last one; the answer that comes next waits behind it."""
+    async with raw_upstream() as link:
+        call = asyncio.ensure_future(
+            link.request("tools/call", {"name": "chatty", "arguments": {"text": "17"}}, timeout_s=20)
+        )
+        await anyio.sleep(0.6)  # the answer has arrived by now
+        assert not call.done()  # ...and waits behind the notification the SDK has not taken
+        with anyio.fail_after(20):
+            notes = [await link.read_stream.receive() for _ in range(17)]
+            answer = await call
+    assert [n.message.params["data"] for n in notes] == [f"note {n}" for n in range(17)]
+    assert answer["content"][0]["text"] == "17"
