@@ -87,10 +87,10 @@ class _PipeLines(asyncio.Protocol):
                 return
             if not line.strip():
                 continue
-            offered = not self._queue and not self._handling and self._offer is not None
-            if offered and self._offer(line):  # type: ignore[misc]
+            offer = None if self._queue or self._handling else self._offer
+            if offer is not None and offer(line):
                 continue
-            self._put(line, offered)
+            self._put(line, offer is not None)
         if len(self._partial) > MAX_LINE_BYTES:
             self._too_long()
 
