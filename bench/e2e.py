@@ -63,6 +63,7 @@ DIRECT_JSON = "direct, JSON answers"
 JSON_ANSWERS_ENV = {"PGWARDEN_HTTP_RESPONSES": "json"}
 PW_RELAY = "pgwarden relay, no policy"
 BYTE_RELAY = "byte copy, no parsing"
+ASYNCIO_RELAY = "asyncio relay, parse and route, no policy"
 SDK_RELAY = "SDK relay, no policy"
 MCP_PROXY = "mcp-proxy 0.13 (PyPI), no policy"
 
@@ -114,6 +115,15 @@ def build_targets(
             out.append(
                 T.Target(
                     BYTE_RELAY, up, "stdio", tuple(T.byte_relay_command(server)), measured="bench.byte_relay"
+                )
+            )
+            out.append(
+                T.Target(
+                    ASYNCIO_RELAY,
+                    up,
+                    "stdio",
+                    tuple(T.asyncio_relay_command(server)),
+                    measured="bench.asyncio_relay",
                 )
             )
             out.append(

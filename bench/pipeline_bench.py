@@ -34,6 +34,7 @@ import datetime
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,18 +100,19 @@ def scratch_dir() -> Path:
 def fsync_ms(directory: Path, count: int = 200) -> dict[str, Any]:
     """What one durable append (write + fsync) costs on `directory`'s disk, in ms."""
     path = directory / f"fsync-probe-{os.getpid()}"
-    samples = []
+    samples, cpu = [], []
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         for _ in range(count):
             os.write(fd, b"x" * 400 + b"\n")
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             os.fsync(fd)
             samples.append((time.perf_counter() - start) * 1000)
+            cpu.append((time.thread_time() - start_cpu) * 1000)
     finally:
         os.close(fd)
         path.unlink(missing_ok=True)
-    return summary(samples)
+    return {**summary(samples), "cpu_median": statistics.median(cpu)}
 
 
 def build_parts(policy: str, audit_path: Path) -> dict[str, Any]:

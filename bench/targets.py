@@ -134,6 +134,10 @@ def byte_relay_command(upstream_cmd: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "bench.byte_relay", "--", *upstream_cmd]
 
 
+def asyncio_relay_command(upstream_cmd: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "bench.asyncio_relay", "--", *upstream_cmd]
+
+
 def passthrough_command(upstream_cmd: Sequence[str], listen: str | None = None) -> list[str]:
     extra = ["--listen", listen] if listen else []
     return [sys.executable, "-m", "bench.passthrough_relay", *extra, "--", *upstream_cmd]

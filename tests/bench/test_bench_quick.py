@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psycopg
@@ -42,6 +43,8 @@ def test_harness_runs_direct_and_proxy_side_by_side_and_renders_the_report(demo_
             measured="pgwarden proxy", env=e2e.SHAPES_OFF_ENV),
         T.Target(e2e.BYTE_RELAY, T.PGWARDEN_SERVER, "stdio", tuple(T.byte_relay_command(server)),
                  measured="bench.byte_relay"),
+        T.Target(e2e.ASYNCIO_RELAY, T.PGWARDEN_SERVER, "stdio", tuple(T.asyncio_relay_command(server)),
+                 measured="bench.asyncio_relay"),
     ]
     measured = anyio.run(e2e.run_group, group, 3, 2)
 
@@ -79,6 +82,44 @@ def test_harness_runs_direct_and_proxy_side_by_side_and_renders_the_report(demo_
     assert targets[new_shape] == ("–", None)
     off = "Proxy with learned shapes off adds to the median call, stdio, pgwarden server (lookup)"
     assert targets[off] == ("–", None)
+    # the relay that parses and routes answered every call like the others, each to its own request
+    minimal = next(r for r in rows if r["label"] == e2e.ASYNCIO_RELAY and r["workload"] == "lookup")
+    assert minimal["errors"] == 0 and minimal["added_ms"] is not None
+
+
+def _measured(median_ms: float) -> dict[str, Any]:
+    return {"errors": 0, **{w: {"median": median_ms, "p99": median_ms * 2, "cpu_ms_per_call": 0.5}
+                            for w in e2e.WORKLOADS}}
+
+
+def test_missed_targets_are_explained_from_the_runs_own_numbers() -> None:
+    """The report's account of a missed target is arithmetic on the run's medians: the ratio's
+    budget, the ladder of relays and the sync, and what was left for pgwarden's own work."""
+    medians = {e2e.DIRECT: 3.0, e2e.BYTE_RELAY: 3.0, e2e.ASYNCIO_RELAY: 3.3, e2e.PW_RELAY: 3.7,
+               e2e.PROXY_TMPFS: 4.4, e2e.PROXY: 4.6}
+    data = {"calls": 3, "workloads": {w: make(0) for w, make in e2e.WORKLOADS.items()},
+            "targets": {f"stdio|{T.PGWARDEN_SERVER}|{label}": {"label": label, **_measured(ms)}
+                        for label, ms in medians.items()}}
+    results = {"quick": True, "total_s": 1.0, "timings_s": {"e2e": 1.0}, "e2e": data, "machine": MACHINE,
+               "pipeline": {"fsync_ms": {"median": 0.3, "p99": 0.9, "cpu_median": 0.2}}}
+    why = suite.misses(results)
+    assert "stdio, pgwarden server (analytics), 1.60 ms (limit < 1.5 ms)" in why
+    assert "Ratio proxy/direct, typical analytics query, stdio, 1.53 (limit < 1.3)" in why
+    assert "0.90 ms over stdio (direct 3.00 ms)" in why  # 0.3 × 3.0
+    assert "asyncio added 0.30 ms, 33% of the ratio's budget" in why
+    assert "added 0.70 ms, 0.40 ms more than the minimal relay" in why
+    assert "the policy pipeline added 0.70 ms" in why and "sync added 0.20 ms (a write + fsync alone" in why
+    assert "0.40 ms was left for pgwarden's relay work and the whole policy pipeline together; they took " \
+        "1.10 ms" in why
+    without_guard = {k: v for k, v in results.items() if k != "pipeline"}
+    assert "### Where the targets are missed, and why" in suite.markdown(without_guard)
+    ladder = suite.breakdown(results)
+    assert "| lookup | 0.00 ms | 0.30 ms | 0.70 ms | 1.40 ms | 1.60 ms | – |" in ladder
+
+    met = {**medians, e2e.PROXY_TMPFS: 3.75, e2e.PROXY: 3.8}  # adds 0.8 ms, ratio 1.27: all met
+    data["targets"] = {f"stdio|{T.PGWARDEN_SERVER}|{label}": {"label": label, **_measured(ms)}
+                       for label, ms in met.items()}
+    assert suite.misses(results) == "" and "missed, and why" not in suite.markdown(without_guard)
 
 
 def test_e2e_workloads_learned_shapes_and_new_shapes_as_the_report_says() -> None:
