@@ -46,6 +46,7 @@ class BenchDatabase:
             return str(row[0]) if row else "unknown"
 
     def cleanup(self) -> None:
+        embedded.stop(self.server.data_dir)  # first: the stop needs the data directory
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

@@ -59,6 +59,16 @@ def start(data_dir: Path | None = None, *, stop_at_exit: bool = False,
     return EmbeddedPostgres(data_dir=path, admin_dsn=server.get_uri())
 
 
+def stop(data_dir: Path) -> None:
+    """Stop the embedded Postgres running on `data_dir`, when this process holds its last handle
+    (or no process does). Call it before deleting the directory: pgserver's own stop at exit
+    reads its handle list there, and leaves the server running when the directory is gone."""
+    from pgserver.postgres_server import get_server
+
+    if (data_dir / "postmaster.pid").exists():  # running (get_server would start one otherwise)
+        get_server(str(data_dir), cleanup_mode="stop").cleanup()
+
+
 @dataclass(frozen=True)
 class DemoDatabase:
     admin_dsn: str   # the owner: seeds, and lets tests check the database after an attack

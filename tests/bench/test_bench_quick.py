@@ -7,12 +7,14 @@ asserted here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 import psycopg
 import pytest
 from pglast import parser as pgparser
@@ -23,6 +25,7 @@ if str(REPO) not in sys.path:  # the benchmark package lives beside tests/, not 
 
 from bench import e2e, pipeline_bench, suite  # noqa: E402
 from bench import targets as T  # noqa: E402
+from bench.database import BenchDatabase  # noqa: E402
 from bench.guard_bench import _corpus  # noqa: E402
 from pgwarden.proxy.guard.tokens import scan_sql  # noqa: E402
 
@@ -210,3 +213,15 @@ def test_pipeline_modes_count_calls_verdicts_and_learned_shapes_and_render() -> 
     assert rows[f"{name}, learning (2nd sighting of a shape)"] == ("–", None)
     report = suite.markdown(results)
     assert "proxy/guard/shapes.py" in report and "## 1. Guard cost per call" in report
+
+
+def test_the_bench_database_stops_its_postgres_when_cleaned_up() -> None:
+    """Deleting the data directory first used to leave the postmaster running after every run."""
+    db = BenchDatabase.start(size="tiny")
+    pid = int((db.server.data_dir / "postmaster.pid").read_text().split()[0])
+    assert psutil.pid_exists(pid)
+    db.cleanup()
+    assert not db.data_dir.exists()
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        psutil.Process(pid).wait(timeout=10)
+    assert not psutil.pid_exists(pid), "the bench's Postgres is still running"

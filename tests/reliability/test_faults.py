@@ -11,6 +11,7 @@ lost (one audit record per call, every answer echoes its own marker) and nothing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -151,7 +152,10 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     server = get_server(str(data_dir), cleanup_mode="stop")
     pg = embedded.EmbeddedPostgres(data_dir=data_dir, admin_dsn=server.get_uri())
     yield server, embedded.ensure_demo_database(pg, size="tiny")
-    server.cleanup()
+    server.cleanup()  # stops the postmaster it started; a restarted one is stopped here:
+    if (data_dir / "postmaster.pid").exists():
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
 
 
 def test_postgres_restart_mid_query(private_postgres: tuple[Any, embedded.DemoDatabase], tmp_path: Path,
