@@ -232,7 +232,7 @@ class PipeLink:
         if self._eof:
             return
         for line in split_lines(self._partial, data):
-            if not line.strip() or (not self._lines and not self._routing and self._answer_now(line)):
+            if not line.strip() or (not self._lines and not self._routing and self._answered(line)):
                 continue
             self._lines.append(line)
         if self._lines:
@@ -255,6 +255,15 @@ class PipeLink:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
+
+    def _answered(self, line: bytes) -> bool:
+        """`_answer_now`, and False when it fails: the line then takes the reader's way (an
+        exception here would drop the rest of the bytes read with it)."""
+        try:
+            return self._answer_now(line)
+        except Exception:
+            logger.exception("an upstream line could not be matched to a request")
+            return False
 
     def _answer_now(self, line: bytes) -> bool:
         """Resolve the raw-path request `line` answers (True), or leave the line to `_route`."""
@@ -401,9 +410,13 @@ def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
         future.set_exception(_Expired())
 
 
+_RAW_ID_DIGITS = 20  # more than any raw-path id has (they count up from RAW_ID_BASE)
+
+
 def _raw_id(value: Any) -> int | None:
-    """The raw-path id `value` stands for (a peer may echo it as a string, as the SDK allows)."""
-    if type(value) is str and value.isdigit():
+    """The raw-path id `value` stands for (a peer may echo it as a string, as the SDK allows).
+    Only ASCII digits, and not too many: `str.isdigit` also accepts digits `int` refuses."""
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= _RAW_ID_DIGITS:
         value = int(value)
     return value if type(value) is int and value > RAW_ID_BASE else None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 import sys
@@ -32,6 +33,8 @@ from mcp.shared.message import SessionMessage
 from pydantic_core import from_json
 
 from pgwarden.proxy.relay.wire import split_lines
+
+logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one message; longer lines are refused, not buffered forever
 
@@ -277,7 +280,11 @@ async def stdio_front(
                 body = from_json(line)
             except ValueError:
                 return False  # answered by the reader task, as the SDK path answers it
-            return hook(body)
+            try:
+                return hook(body)
+            except Exception:  # a bug in the hook: the SDK still answers the line
+                logger.exception("the fast path failed on a line; the SDK handles it")
+                return False
 
         return offered
 

@@ -4,7 +4,8 @@ ways an SDK server never would (for the relay's raw upstream path).
 Tools: `echo` (answers normally), `string_id` (echoes the request id as a string), `bad_result`
 (a result that is not an object), `garbage_first` (a line that is not JSON, then the answer),
 `split` (the answer written in two pieces, a pause between them), `chatty` (as many log
-notifications as its text says, then the answer a moment later).
+notifications as its text says, then the answer a moment later), `odd_ids` (answers to ids that
+look like digits but are no numbers, written in one piece with the real answer).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def answer(request: dict[str, Any]) -> None:
         }})
         return
     if method == "tools/list":
-        names = ["echo", "string_id", "bad_result", "garbage_first", "split", "chatty"]
+        names = ["echo", "string_id", "bad_result", "garbage_first", "split", "chatty", "odd_ids"]
         tools = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
         write({"jsonrpc": "2.0", "id": rid, "result": {"tools": tools}})
         return
@@ -57,6 +58,10 @@ def answer(request: dict[str, Any]) -> None:
                    "params": {"level": "info", "data": f"note {n}"}})
         time.sleep(0.2)
         write({"jsonrpc": "2.0", "id": rid, "result": text(said)})
+    elif name == "odd_ids":  # superscript two, a number too long for int(): then the answer
+        odd = [{"jsonrpc": "2.0", "id": rid, "result": text(said)} for rid in ("\u00b2", "9" * 5000)]
+        write(b"".join(json.dumps(m).encode() + b"\n" for m in [*odd, {"jsonrpc": "2.0", "id": rid,
+                                                                      "result": text(said)}]))
     elif name == "split":
         data = json.dumps({"jsonrpc": "2.0", "id": rid, "result": text(said)}).encode() + b"\n"
         write(data[:10])

@@ -149,6 +149,18 @@ async def test_the_upstreams_stdout_is_tapped_and_answers_resolve_their_requests
     assert [r["content"][0]["text"] for r in results] == ["t0", "t1", "t2", "t3", "t4"]
 
 
+async def test_answers_to_ids_that_are_no_numbers_are_dropped_and_the_real_one_still_lands() -> None:
+    """Ids that look like digits to `str.isdigit` but not to `int` (a superscript, 5,000 digits)
+    are no raw-path ids; the answer after them in the same read still resolves its call."""
+    async with raw_upstream() as link:
+        with anyio.fail_after(20):
+            odd = await link.request("tools/call", {"name": "odd_ids", "arguments": {"text": "odd"}},
+                                     timeout_s=20)
+            after = await link.request("tools/call", {"name": "echo", "arguments": {"text": "next"}},
+                                       timeout_s=20)
+    assert odd["content"][0]["text"] == "odd" and after["content"][0]["text"] == "next"
+
+
 async def test_lines_for_the_sdk_keep_their_order_with_the_answers() -> None:
     async with raw_upstream() as link:
         # The handshake goes through the SDK side of the link (its read stream).
@@ -209,3 +221,26 @@ async def test_an_answer_never_overtakes_a_line_still_on_its_way_to_the_sdk() ->
             answer = await call
     assert [n.message.params["data"] for n in notes] == [f"note {n}" for n in range(17)]
     assert answer["content"][0]["text"] == "17"
+
+
+class _FailingTaker:
+    def take(self, body: Any) -> bool:
+        raise RuntimeError("a bug in the fast path")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_fast_path_that_fails_on_a_line_leaves_it_to_the_sdk() -> None:
+    read_fd, write_fd = os.pipe()
+    out_read, out_write = os.pipe()
+    with os.fdopen(read_fd, "rb", buffering=0) as stdin, os.fdopen(out_write, "wb", buffering=0) as stdout:
+        front = stdio_front.stdio_front(stdin, stdout, taker=lambda _emit: _FailingTaker())
+        async with front as (received, _):
+            pings = [b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % rid for rid in (7, 8)]
+            os.write(write_fd, b"".join(pings))  # one write: both lines arrive in one read
+            with anyio.fail_after(10):
+                first, second = await received.receive(), await received.receive()
+            os.close(write_fd)
+    os.close(out_read)
+    assert (first.message.id, second.message.id) == (7, 8)  # both, in order: nothing dropped
