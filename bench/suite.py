@@ -472,6 +472,7 @@ def analysis(results: dict[str, Any]) -> str:
 
 
 RATIO_LIMIT = 1.3
+NOISE_MS = 0.05  # differences of medians below this are reported as nothing measurable
 E2E_TARGETS = ("Proxy adds to the median call", "Ratio proxy", "Proxy with JSON answers adds")
 """How the summary's end-to-end target rows begin (the rows `misses` explains)."""
 
@@ -520,8 +521,10 @@ def misses(results: dict[str, Any]) -> str:
         out.append(
             "- **A hop in Python, before any policy.** Over stdio the extra process alone (`byte copy, no "
             f"parsing`) added {_ms(floor)} to `analytics`; a minimal relay that parses, routes and "
-            f"re-encodes each message on asyncio added {_ms(minimal)}, {minimal / budget['stdio']:.0%} of "
-            f"the ratio's budget, with nothing checked. pgwarden's relay with no policy added {_ms(relay)}, "
+            f"re-encodes each message on asyncio added {_ms(minimal)}"
+            + (f", {minimal / budget['stdio']:.0%} of the ratio's budget" if minimal > NOISE_MS else
+               ", nothing measurable")
+            + f", with nothing checked. pgwarden's relay with no policy added {_ms(relay)}, "
             f"{_ms(relay - minimal)} more than the minimal relay, for what a drop-in MCP relay does per "
             "request: a task with a cancel scope so that the client's cancellation reaches the upstream, "
             "progress forwarding, the envelope and `_meta` of the upstream's protocol version, the result "
@@ -544,11 +547,18 @@ def misses(results: dict[str, Any]) -> str:
             "runs on caches the client, the server and Postgres have just used, and takes several times "
             "as long."
         )
+        left = budget["stdio"] - max(minimal, 0.0) - sync
         out.append(
-            f"- **In sum, over stdio.** With the minimal relay's {_ms(minimal)} and the sync's {_ms(sync)} "
-            f"taken from the budget of {_ms(budget['stdio'])}, "
-            f"{_ms(budget['stdio'] - minimal - sync)} was left for pgwarden's relay work and the whole "
-            f"policy pipeline together; they took {_ms(tmpfs - minimal)}."
+            "- **In sum, over stdio.** "
+            + (
+                f"With the minimal relay's {_ms(max(minimal, 0.0))} and the sync's {_ms(sync)} taken from "
+                f"the budget of {_ms(budget['stdio'])}, {_ms(left)} was left for pgwarden's relay work "
+                f"and the whole policy pipeline together; they took {_ms(tmpfs - max(minimal, 0.0))}."
+                if left > 0
+                else f"The minimal relay ({_ms(max(minimal, 0.0))}) and the sync ({_ms(sync)}) alone took "
+                f"the whole budget of {_ms(budget['stdio'])}; pgwarden's relay work and the policy "
+                f"pipeline took {_ms(tmpfs - max(minimal, 0.0))} on top."
+            )
         )
     if "http" in budget and ("http", e2e.PW_RELAY) in analytics:
         http_relay = added("http", e2e.PW_RELAY)
