@@ -525,10 +525,11 @@ def misses(results: dict[str, Any]) -> str:
             + (f", {minimal / budget['stdio']:.0%} of the ratio's budget" if minimal > NOISE_MS else
                ", nothing measurable")
             + f", with nothing checked. pgwarden's relay with no policy added {_ms(relay)}, "
-            f"{_ms(relay - minimal)} more than the minimal relay, for what a drop-in MCP relay does per "
-            "request: a task with a cancel scope so that the client's cancellation reaches the upstream, "
-            "progress forwarding, the envelope and `_meta` of the upstream's protocol version, the result "
-            "adapted to the client's version, in-flight bookkeeping."
+            f"{_ms(relay - minimal)} more than the minimal relay: its own work per message, which keeps "
+            "what a drop-in MCP relay needs per request (a task with a cancel scope so that the client's "
+            "cancellation reaches the upstream, progress forwarding, the envelope and `_meta` of the "
+            "upstream's protocol version, the result adapted to the client's version, in-flight "
+            "bookkeeping) and reads both pipes through asyncio's transports."
         )
         fsync = results.get("pipeline", {}).get("fsync_ms", {})
         sync_alone = ""
