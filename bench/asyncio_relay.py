@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from typing import Any
 
 import orjson
+
+from bench.byte_relay import spawn_upstream
 
 CHUNK = 1 << 16
 
@@ -91,13 +92,9 @@ async def _relay(upstream_in: int, upstream_out: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    command = argv[argv.index("--") + 1 :] if "--" in argv else []
-    if not command:
-        raise SystemExit("usage: python -m bench.asyncio_relay -- COMMAND ARGS...")
-    upstream = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-    assert upstream.stdin is not None and upstream.stdout is not None
-    asyncio.run(_relay(upstream.stdin.fileno(), upstream.stdout.fileno()))
-    upstream.stdin.close()
+    upstream, up_in, up_out = spawn_upstream(argv, "bench.asyncio_relay")
+    asyncio.run(_relay(up_in.fileno(), up_out.fileno()))
+    up_in.close()
     sys.exit(upstream.wait())
 
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import IO
 
 CHUNK = 1 << 16
 
@@ -27,13 +28,18 @@ def _copy(source: int, target: int, on_end: object = None) -> None:
         on_end()
 
 
-def main(argv: list[str]) -> None:
+def spawn_upstream(argv: list[str], module: str) -> tuple[subprocess.Popen[bytes], IO[bytes], IO[bytes]]:
+    """The upstream named after `--` in `argv`, with its stdin and stdout as unbuffered pipes."""
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     if not command:
-        raise SystemExit("usage: python -m bench.byte_relay -- COMMAND ARGS...")
+        raise SystemExit(f"usage: python -m {module} -- COMMAND ARGS...")
     upstream = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
     assert upstream.stdin is not None and upstream.stdout is not None
-    up_in, up_out = upstream.stdin, upstream.stdout
+    return upstream, upstream.stdin, upstream.stdout
+
+
+def main(argv: list[str]) -> None:
+    upstream, up_in, up_out = spawn_upstream(argv, "bench.byte_relay")
     threading.Thread(target=_copy, args=(0, up_in.fileno(), up_in.close), daemon=True).start()
     _copy(up_out.fileno(), 1)
     sys.exit(upstream.wait())

@@ -112,29 +112,12 @@ def build_targets(
             )
         )
         if up == T.PGWARDEN_SERVER:
-            out.append(
-                T.Target(
-                    BYTE_RELAY, up, "stdio", tuple(T.byte_relay_command(server)), measured="bench.byte_relay"
-                )
-            )
-            out.append(
-                T.Target(
-                    ASYNCIO_RELAY,
-                    up,
-                    "stdio",
-                    tuple(T.asyncio_relay_command(server)),
-                    measured="bench.asyncio_relay",
-                )
-            )
-            out.append(
-                T.Target(
-                    PW_RELAY,
-                    up,
-                    "stdio",
-                    tuple(T.passthrough_command(server)),
-                    measured="bench.passthrough_relay",
-                )
-            )
+            for label, command, measured in (
+                (BYTE_RELAY, T.byte_relay_command(server), "bench.byte_relay"),
+                (ASYNCIO_RELAY, T.asyncio_relay_command(server), "bench.asyncio_relay"),
+                (PW_RELAY, T.passthrough_command(server), "bench.passthrough_relay"),
+            ):
+                out.append(T.Target(label, up, "stdio", tuple(command), measured=measured))
         out.append(
             T.Target(
                 PROXY,
