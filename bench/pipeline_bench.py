@@ -44,6 +44,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench import cache_pressure
 from bench.guard_bench import _corpus, _SourceOnlyFinder
 from bench.stats import fmt, summary
 
@@ -423,7 +424,19 @@ def run(rounds: int) -> dict[str, Any]:
             cwd=REPO,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {"rounds": rounds, "builds": rows, "fsync_ms": fsync_ms(Path(tempfile.gettempdir()))}
+    cold = subprocess.run(
+        [sys.executable, "-m", "bench.cache_pressure", "--json", "--passes", str(max(2, rounds // 2))],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    return {
+        "rounds": rounds,
+        "builds": rows,
+        "fsync_ms": fsync_ms(Path(tempfile.gettempdir())),
+        "cache_pressure": json.loads(cold.stdout.strip().splitlines()[-1]),
+    }
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -489,6 +502,15 @@ def markdown(data: dict[str, Any]) -> str:
         f"for each call's record): median {fmt(f['median'])} ms, p99 {fmt(f['p99'])} ms — not included "
         "above (the log is on tmpfs here)."
     )
+    if "cache_pressure" in data:
+        lines += [
+            "",
+            "The gate on a learned shape after other work (`python -m bench.cache_pressure`): on the proxy's "
+            "path the client, the server and Postgres run between two calls and use the same CPU caches; "
+            "here a copy of other memory before each call stands in for them.",
+            "",
+            cache_pressure.markdown(data["cache_pressure"]),
+        ]
     return "\n".join(lines)
 
 

@@ -547,10 +547,7 @@ def misses(results: dict[str, Any]) -> str:
             f"{_ms(tmpfs - relay)}: the request span, the SQL scan and its learned shape, the decision, "
             "the template's fill checked by Postgres's parser, the decision's journal line, the result "
             f"filter, the chained record. The strict audit's sync added {_ms(proxy - tmpfs)}{sync_alone}; "
-            "it runs while the server and Postgres need the same two cores. The gate's work on a learned "
-            "shape takes a fraction of a millisecond in a tight loop (section 1); on the call's path it "
-            "runs on caches the client, the server and Postgres have just used, and takes several times "
-            "as long."
+            "it runs while the server and Postgres need the same two cores." + _cold_caches(results)
         )
         left = budget["stdio"] - max(minimal, 0.0) - sync
         out.append(
@@ -565,6 +562,18 @@ def misses(results: dict[str, Any]) -> str:
                 f"pipeline took {_ms(tmpfs - max(minimal, 0.0))} on top."
             )
         )
+        server_cpu = analytics["stdio", e2e.DIRECT].get("cpu_ms_per_call")
+        proxy_cpu = analytics["stdio", e2e.PROXY].get("cpu_ms_per_call")
+        if server_cpu and proxy_cpu is not None:
+            out.append(
+                f"- **A second Python process that does a server's share of work.** Per `analytics` call "
+                f"over stdio the server used {_ms(server_cpu)} of CPU time (it parses the request, runs "
+                f"the statement through psycopg, encodes the rows) and the proxy {_ms(proxy_cpu)}, "
+                f"{proxy_cpu / server_cpu:.0%} of that (it parses the request, checks and journals "
+                "it, relays it, parses, filters and relays the answer, records the call). The ratio allows "
+                f"the proxy's whole addition {RATIO_LIMIT - 1:.0%} of the direct call, whose time also "
+                "includes the client and Postgres."
+            )
     if "http" in budget and ("http", e2e.PW_RELAY) in analytics:
         http_relay = added("http", e2e.PW_RELAY)
         out.append(
@@ -573,6 +582,20 @@ def misses(results: dict[str, Any]) -> str:
             "through the HTTP server on the front, a pipe to the server behind."
         )
     return "\n".join(out)
+
+
+def _cold_caches(results: dict[str, Any]) -> str:
+    """What section 1's cache-pressure measurement says of the gate off a tight loop."""
+    sweeps = results.get("pipeline", {}).get("cache_pressure", {}).get("sweeps")
+    if not sweeps:
+        return ""
+    tight, cold = sweeps["0"]["gate_cpu_us"]["median"], sweeps[max(sweeps, key=int)]["gate_cpu_us"]["median"]
+    return (
+        f" The gate's work on a learned shape (masks and row filters) takes {fmt(tight, 0)} µs of CPU in "
+        f"a tight loop and {fmt(cold, 0)} µs ({fmt(cold / tight)}×) when {max(sweeps, key=int)} MiB of "
+        "other memory is copied before each call (section 1): on the call's path it runs on caches the "
+        "client, the server and Postgres have just used."
+    )
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the benchmark package lives beside tests/, not in the installed package
     sys.path.insert(0, str(REPO))
 
-from bench import e2e, pipeline_bench, suite  # noqa: E402
+from bench import cache_pressure, e2e, pipeline_bench, suite  # noqa: E402
 from bench import targets as T  # noqa: E402
 from bench.database import BenchDatabase  # noqa: E402
 from bench.guard_bench import _corpus  # noqa: E402
@@ -90,8 +90,8 @@ def test_harness_runs_direct_and_proxy_side_by_side_and_renders_the_report(demo_
     assert minimal["errors"] == 0 and minimal["added_ms"] is not None
 
 
-def _measured(median_ms: float) -> dict[str, Any]:
-    return {"errors": 0, **{w: {"median": median_ms, "p99": median_ms * 2, "cpu_ms_per_call": 0.5}
+def _measured(median_ms: float, cpu_ms: float = 0.5) -> dict[str, Any]:
+    return {"errors": 0, **{w: {"median": median_ms, "p99": median_ms * 2, "cpu_ms_per_call": cpu_ms}
                             for w in e2e.WORKLOADS}}
 
 
@@ -101,10 +101,14 @@ def test_missed_targets_are_explained_from_the_runs_own_numbers() -> None:
     medians = {e2e.DIRECT: 3.0, e2e.BYTE_RELAY: 3.0, e2e.ASYNCIO_RELAY: 3.3, e2e.PW_RELAY: 3.7,
                e2e.PROXY_TMPFS: 4.4, e2e.PROXY: 4.6}
     data = {"calls": 3, "workloads": {w: make(0) for w, make in e2e.WORKLOADS.items()},
-            "targets": {f"stdio|{T.PGWARDEN_SERVER}|{label}": {"label": label, **_measured(ms)}
+            "targets": {f"stdio|{T.PGWARDEN_SERVER}|{label}":
+                        {"label": label, **_measured(ms, 2.0 if label == e2e.DIRECT else 0.5)}
                         for label, ms in medians.items()}}
+    cold = {str(mib): {"gate_cpu_us": {"median": us}, "normalize_cpu_us": {"median": us / 40}}
+            for mib, us in ((0, 250), (1, 260), (8, 330), (32, 625))}
     results = {"quick": True, "total_s": 1.0, "timings_s": {"e2e": 1.0}, "e2e": data, "machine": MACHINE,
-               "pipeline": {"fsync_ms": {"median": 0.3, "p99": 0.9, "cpu_median": 0.2}}}
+               "pipeline": {"fsync_ms": {"median": 0.3, "p99": 0.9, "cpu_median": 0.2},
+                            "cache_pressure": {"calls": 8, "learned_fills": 8, "sweeps": cold}}}
     why = suite.misses(results)
     assert why.startswith("3 of the end-to-end targets above are missed")  # stdio lookup, analytics, ratio
     assert "0.90 ms over stdio (direct 3.00 ms)" in why  # 0.3 × 3.0
@@ -113,8 +117,11 @@ def test_missed_targets_are_explained_from_the_runs_own_numbers() -> None:
     assert "the policy pipeline added 0.70 ms" in why and "sync added 0.20 ms (a write + fsync alone" in why
     assert "0.40 ms was left for pgwarden's relay work and the whole policy pipeline together; they took " \
         "1.10 ms" in why
+    assert "takes 250 µs of CPU in a tight loop and 625 µs (2.50×) when 32 MiB of other memory" in why
+    assert "the server used 2.00 ms of CPU time" in why and "the proxy 0.50 ms, 25% of that" in why
     without_guard = {k: v for k, v in results.items() if k != "pipeline"}
     assert "### Where the targets are missed, and why" in suite.markdown(without_guard)
+    assert "in a tight loop" not in suite.misses(without_guard)  # no section 1: no claim about it
     ladder = suite.breakdown(results)
     assert "| lookup | 0.00 ms | 0.30 ms | 0.70 ms | 1.40 ms | 1.60 ms | – |" in ladder
 
@@ -213,6 +220,22 @@ def test_pipeline_modes_count_calls_verdicts_and_learned_shapes_and_render() -> 
     assert rows[f"{name}, learning (2nd sighting of a shape)"] == ("–", None)
     report = suite.markdown(results)
     assert "proxy/guard/shapes.py" in report and "## 1. Guard cost per call" in report
+
+
+def test_cache_pressure_times_learned_gate_calls_for_every_sweep_and_renders() -> None:
+    """The gate measured with memory copied before each call: every sweep size gets every corpus
+    statement of a pass, on learned shapes with new constants, and the table says so."""
+    measured = cache_pressure.measure(1)
+    corpus = len(_corpus())
+    sweeps = measured["sweeps"]
+    assert list(sweeps) == [str(mib) for mib in cache_pressure.SWEEPS_MIB]
+    for row in sweeps.values():
+        assert row["gate_cpu_us"]["n"] == row["normalize_cpu_us"]["n"] == corpus
+        assert row["gate_cpu_us"]["median"] > 0 and row["normalize_cpu_us"]["median"] > 0
+    assert measured["calls"] == corpus * len(sweeps)
+    assert 0 < measured["learned_fills"] < measured["calls"]  # denied statements are never filled
+    table = cache_pressure.markdown(measured)
+    assert "| nothing (tight loop) |" in table and "| 32 MiB |" in table and "| 1.00 |" in table
 
 
 def test_the_bench_database_stops_its_postgres_when_cleaned_up() -> None:
