@@ -412,30 +412,24 @@ def mode_row(data: dict[str, Any], sqlglotc: bool, policy: str, mode: str) -> di
     return found
 
 
-def run(rounds: int) -> dict[str, Any]:
-    """Both builds (compiled and pure-Python sqlglot), each in a fresh interpreter."""
-    rows = []
-    for extra in ([], ["--pure"]):
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.pipeline_bench", "--json", "--rounds", str(rounds), *extra],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        )
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    cold = subprocess.run(
-        [sys.executable, "-m", "bench.cache_pressure", "--json", "--passes", str(max(2, rounds // 2))],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+def _fresh_json(module: str, *args: str) -> Any:
+    """What `python -m module --json args` prints last, run in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--json", *args], check=True, capture_output=True, text=True, cwd=REPO
     )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(rounds: int) -> dict[str, Any]:
+    """Both builds (compiled and pure-Python sqlglot), each in a fresh interpreter; then the gate
+    under cache pressure (`bench.cache_pressure`)."""
     return {
         "rounds": rounds,
-        "builds": rows,
+        "builds": [
+            _fresh_json("bench.pipeline_bench", "--rounds", str(rounds), *extra) for extra in ([], ["--pure"])
+        ],
         "fsync_ms": fsync_ms(Path(tempfile.gettempdir())),
-        "cache_pressure": json.loads(cold.stdout.strip().splitlines()[-1]),
+        "cache_pressure": _fresh_json("bench.cache_pressure", "--passes", str(max(2, rounds // 2))),
     }
 
 

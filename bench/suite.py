@@ -518,7 +518,7 @@ def misses(results: dict[str, Any]) -> str:
         + " or ".join(f"{limit / (RATIO_LIMIT - 1):.1f} ms ({t})" for t, limit in ADDED_LIMIT_MS.items())
         + "."
     )
-    ladder = (e2e.BYTE_RELAY, e2e.ASYNCIO_RELAY, e2e.PW_RELAY, e2e.PROXY_TMPFS, e2e.PROXY)
+    ladder = [label for label, _ in LADDER]
     if "stdio" in budget and all(("stdio", label) in analytics for label in ladder):
         floor, minimal, relay, tmpfs, proxy = (added("stdio", label) for label in ladder)
         sync = max(proxy - tmpfs, 0.0)
@@ -589,10 +589,11 @@ def _cold_caches(results: dict[str, Any]) -> str:
     sweeps = results.get("pipeline", {}).get("cache_pressure", {}).get("sweeps")
     if not sweeps:
         return ""
-    tight, cold = sweeps["0"]["gate_cpu_us"]["median"], sweeps[max(sweeps, key=int)]["gate_cpu_us"]["median"]
+    most = max(sweeps, key=int)
+    tight, cold = sweeps["0"]["gate_cpu_us"]["median"], sweeps[most]["gate_cpu_us"]["median"]
     return (
         f" The gate's work on a learned shape (masks and row filters) takes {fmt(tight, 0)} µs of CPU in "
-        f"a tight loop and {fmt(cold, 0)} µs ({fmt(cold / tight)}×) when {max(sweeps, key=int)} MiB of "
+        f"a tight loop and {fmt(cold, 0)} µs ({fmt(cold / tight)}×) when {most} MiB of "
         "other memory is copied before each call (section 1): on the call's path it runs on caches the "
         "client, the server and Postgres have just used."
     )
